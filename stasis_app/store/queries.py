@@ -1,0 +1,89 @@
+"""Every SQL statement of the request queue, in one place.
+
+Write-backs are fenced by ``lease_token``: a claim issues a new token, so an instance that lost
+its lease (another instance recovered the row) matches nothing and changes nothing.
+"""
+
+from stasis_app.store.model import SELECT_COLUMNS
+
+LIVE = "('calling', 'connecting', 'bridged')"
+
+CLAIM = f"""
+WITH due AS (
+    SELECT id FROM callback_requests
+    WHERE status = 'pending' AND next_call <= now()
+    ORDER BY next_call
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE callback_requests r
+SET status = 'calling', claimed_by = $2, lease_token = gen_random_uuid(),
+    lease_until = now() + make_interval(secs => $3), claimed_at = now()
+FROM due WHERE r.id = due.id
+RETURNING {SELECT_COLUMNS}
+"""
+
+# Seconds from now to the earliest pending next_call (negative: something is due already).
+NEXT_DUE_IN = """
+SELECT EXTRACT(EPOCH FROM (min(next_call) - now()))::float8
+FROM callback_requests WHERE status = 'pending'
+"""
+
+RENEW_LEASES = f"""
+UPDATE callback_requests SET lease_until = now() + make_interval(secs => $2)
+WHERE claimed_by = $1 AND status IN {LIVE}
+"""
+
+START_ATTEMPT = """
+UPDATE callback_requests
+SET attempts = attempts + 1, call_id = $3, leg_a_channel_id = $4, dialled_at = now(),
+    answered_at = NULL, connected_at = NULL, leg_b_channel_id = NULL, bridge_id = NULL,
+    leg_a_sip_call_id = NULL, leg_b_sip_call_id = NULL,
+    leg_a_cause = NULL, leg_a_sip_code = NULL, leg_b_cause = NULL, leg_b_sip_code = NULL,
+    leg_a_duration = NULL, leg_b_duration = NULL
+WHERE id = $1 AND lease_token = $2 AND status = 'calling'
+RETURNING attempts
+"""
+
+LEG_A_ANSWERED = """
+UPDATE callback_requests
+SET status = 'connecting', answered_at = now(), leg_a_sip_call_id = $3, twoway_call_id = $4,
+    leg_b_channel_id = $5
+WHERE id = $1 AND lease_token = $2 AND status = 'calling'
+"""
+
+BRIDGED = """
+UPDATE callback_requests
+SET status = 'bridged', connected_at = now(), bridge_id = $3, leg_b_sip_call_id = $4
+WHERE id = $1 AND lease_token = $2 AND status = 'connecting'
+"""
+
+# A cancel that raced the end keeps its status and result.
+FINISH = """
+UPDATE callback_requests
+SET status = CASE WHEN status = 'cancelled' THEN status ELSE $3 END,
+    result = CASE WHEN status = 'cancelled' THEN 'cancelled' ELSE $4 END,
+    result_reason = $5, ended_at = now(), lease_until = NULL,
+    leg_a_cause = $6, leg_a_sip_code = $7, leg_b_cause = $8, leg_b_sip_code = $9,
+    leg_a_duration = $10, leg_b_duration = $11
+WHERE id = $1 AND lease_token = $2 AND status NOT IN ('completed', 'failed')
+"""
+
+RETRY = f"""
+UPDATE callback_requests
+SET status = 'pending', result = $3, result_reason = $4,
+    next_call = now() + make_interval(secs => $5),
+    claimed_by = NULL, lease_token = NULL, lease_until = NULL,
+    leg_a_cause = $6, leg_a_sip_code = $7, leg_b_cause = $8, leg_b_sip_code = $9,
+    leg_a_duration = $10, leg_b_duration = $11
+WHERE id = $1 AND lease_token = $2 AND status IN {LIVE}
+"""
+
+# Claimed but never dialled: back to the queue with no attempt spent.
+RELEASE = """
+UPDATE callback_requests
+SET status = 'pending', claimed_by = NULL, lease_token = NULL, lease_until = NULL
+WHERE id = $1 AND lease_token = $2 AND status = 'calling' AND leg_a_channel_id IS NULL
+"""
+
+STATUS_OF = "SELECT status FROM callback_requests WHERE id = $1"

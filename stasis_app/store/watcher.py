@@ -1,0 +1,73 @@
+"""Claim loop: claim due rows while there is room, then sleep until the next one is due.
+
+Wakes early on a NOTIFY, on a freed slot, or after the LISTEN connection comes back.
+The table is the truth; the sleep is capped so a lost wake-up costs at most ``max_sleep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from stasis_app.backoff import Backoff
+from stasis_app.store.model import CallbackRequest
+from stasis_app.store.requests import RequestStore
+
+log = logging.getLogger(__name__)
+
+# When rows are due but another instance holds their locks, look again this soon.
+_CONTENDED_RETRY = 0.05
+
+
+class QueueWatcher:
+    def __init__(self, store: RequestStore, *, batch: int, max_sleep: float,
+                 free_slots: Callable[[], int],
+                 on_claimed: Callable[[list[CallbackRequest]], None]) -> None:
+        self._store = store
+        self._batch = batch
+        self._max_sleep = max_sleep
+        self._free_slots = free_slots
+        self._on_claimed = on_claimed
+        self._wake = asyncio.Event()
+        self._backoff = Backoff(maximum=max_sleep)
+        self.paused = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                delay = await self._round()
+                self._backoff.reset()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                    TimeoutError) as exc:
+                delay = self._backoff.next_delay()
+                log.warning("claim round failed: %s", type(exc).__name__,
+                            extra={"action": "claim_error"})
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _round(self) -> float:
+        """Claim what fits; return how long to sleep before the next round."""
+        while True:
+            room = 0 if self.paused else min(self._free_slots(), self._batch)
+            if room <= 0:
+                return self._max_sleep  # a freed slot or resume wakes us
+            claimed = await self._store.claim(room)
+            if claimed:
+                self._on_claimed(claimed)
+            if len(claimed) < room:
+                break
+        due_in = await self._store.next_due_in()
+        if due_in is None:
+            return self._max_sleep
+        if due_in <= 0:
+            return _CONTENDED_RETRY
+        return min(due_in, self._max_sleep)

@@ -1,0 +1,167 @@
+"""The claim, the lease fence and the watcher, against a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from stasis_app.store import queries
+from stasis_app.store.listener import APPLICATION_NAME, NotifyListener
+from stasis_app.store.model import CallbackRequest
+from stasis_app.store.requests import Outcome, RequestStore
+from stasis_app.store.watcher import QueueWatcher
+
+
+async def insert(pool: asyncpg.Pool, n: int = 1, delay: float = 0.0) -> list[int]:
+    rows = await pool.fetch(
+        "INSERT INTO callback_requests (username, md5secret, original_cli, original_cld, next_call)"
+        " SELECT '801', 'x', g::text, '2way_1', now() + make_interval(secs => $2)"
+        " FROM generate_series(1, $1) g RETURNING id", n, delay)
+    return [r["id"] for r in rows]
+
+
+async def test_claim_takes_due_rows_once_oldest_first(pool: asyncpg.Pool) -> None:
+    ids = await insert(pool, 3)
+    await insert(pool, 2, delay=3600)
+    store = RequestStore(pool, "inst-1", 60)
+    claimed = await store.claim(10)
+    assert [r.id for r in claimed] == ids
+    assert {r.status for r in claimed} == {"calling"}
+    assert await store.claim(10) == []
+    row = await pool.fetchrow("SELECT claimed_by, lease_until > now() AS leased FROM "
+                              "callback_requests WHERE id = $1", ids[0])
+    assert (row["claimed_by"], row["leased"]) == ("inst-1", True)
+
+
+async def test_two_claimers_never_get_the_same_row(pool: asyncpg.Pool) -> None:
+    await insert(pool, 300)
+    stores = [RequestStore(pool, f"inst-{i}", 60) for i in range(2)]
+
+    async def drain(store: RequestStore) -> list[int]:
+        got: list[int] = []
+        while batch := await store.claim(7):
+            got += [r.id for r in batch]
+        return got
+
+    first, second = await asyncio.gather(*(drain(s) for s in stores))
+    assert len(first) + len(second) == 300
+    assert not set(first) & set(second)
+
+
+async def test_claim_uses_the_partial_index(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "INSERT INTO callback_requests (original_cli, status, result) "
+        "SELECT g::text, 'completed', 'answered' FROM generate_series(1, 20000) g")
+    await insert(pool, 5)
+    await pool.execute("ANALYZE callback_requests")
+    plan = await pool.fetchval("EXPLAIN (FORMAT JSON) " + queries.CLAIM, 10, "x", 60.0)
+    assert "callback_requests_due_idx" in json.dumps(plan)
+
+
+async def test_write_backs_are_fenced_by_the_lease(pool: asyncpg.Pool) -> None:
+    await insert(pool)
+    store = RequestStore(pool, "inst-1", 60)
+    (req,) = await store.claim(1)
+    stale = replace(req, lease_token=uuid.uuid4())
+    assert await store.start_attempt(stale, "cid", "chan") is None
+    assert await store.start_attempt(req, "cid", "chan") == 1
+    failed = Outcome(status="failed", result="callback_busy", leg_a_cause=17)
+    assert not await store.finish(stale, failed)
+    assert await store.finish(req, failed)
+    row = await pool.fetchrow("SELECT status, result, leg_a_cause, call_id FROM callback_requests")
+    assert tuple(row) == ("failed", "callback_busy", 17, "cid")
+
+
+async def test_finish_keeps_a_concurrent_cancel(pool: asyncpg.Pool) -> None:
+    await insert(pool)
+    store = RequestStore(pool, "inst-1", 60)
+    (req,) = await store.claim(1)
+    await pool.execute("UPDATE callback_requests SET status = 'cancelled'")
+    assert await store.finish(req, Outcome(status="completed", result="answered"))
+    row = await pool.fetchrow("SELECT status, result FROM callback_requests")
+    assert tuple(row) == ("cancelled", "cancelled")
+
+
+async def test_release_returns_undialled_rows(pool: asyncpg.Pool) -> None:
+    await insert(pool, 2)
+    store = RequestStore(pool, "inst-1", 60)
+    first, second = await store.claim(2)
+    await store.start_attempt(second, "cid", "chan")
+    assert await store.release(first)
+    assert not await store.release(second)  # dialled already: not silently requeued
+    assert await store.status_of(first.id) == "pending"
+
+
+class Harness:
+    """A watcher with a LISTEN connection, recording what it claims."""
+
+    def __init__(self, db_url: str, pool: asyncpg.Pool, max_sleep: float) -> None:
+        self.claimed: asyncio.Queue[CallbackRequest] = asyncio.Queue()
+        self.store = RequestStore(pool, "inst-w", 60)
+        self.watcher = QueueWatcher(self.store, batch=10, max_sleep=max_sleep,
+                                    free_slots=lambda: 100, on_claimed=self._claimed)
+        self.listener = NotifyListener(db_url, on_notify=lambda _p: self.watcher.wake(),
+                                       on_up=self.watcher.wake, probe_interval=0.5)
+
+    def _claimed(self, rows: list[CallbackRequest]) -> None:
+        for row in rows:
+            self.claimed.put_nowait(row)
+
+
+@pytest.fixture
+async def harness(db_url: str, pool: asyncpg.Pool) -> AsyncIterator[Harness]:
+    # max_sleep far above every wait below: only a NOTIFY or the due-time timer can explain
+    # a claim within the bounded waits.
+    h = Harness(db_url, pool, max_sleep=120)
+    tasks = [asyncio.create_task(h.watcher.run()), asyncio.create_task(h.listener.run())]
+    yield h
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def wait_listening(listener: NotifyListener) -> None:
+    async def poll() -> None:
+        while not listener.connected:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(poll(), 10)
+
+
+async def test_notify_wakes_the_watcher(harness: Harness, pool: asyncpg.Pool) -> None:
+    await wait_listening(harness.listener)
+    (rid,) = await insert(pool)
+    got = await asyncio.wait_for(harness.claimed.get(), 10)
+    assert got.id == rid
+
+
+async def test_future_row_is_claimed_when_due(harness: Harness, pool: asyncpg.Pool) -> None:
+    await wait_listening(harness.listener)
+    (rid,) = await insert(pool, delay=2.0)
+    got = await asyncio.wait_for(harness.claimed.get(), 15)
+    assert got.id == rid
+    # Claimed after it became due, by the database's clock.
+    assert await pool.fetchval(
+        "SELECT claimed_at >= next_call FROM callback_requests WHERE id = $1", rid)
+
+
+async def test_listen_connection_comes_back(harness: Harness, pool: asyncpg.Pool) -> None:
+    await wait_listening(harness.listener)
+    await pool.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        APPLICATION_NAME)
+
+    async def reconnected() -> None:
+        while harness.listener.reconnects < 1 or not harness.listener.connected:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(reconnected(), 15)
+    (rid,) = await insert(pool)
+    got = await asyncio.wait_for(harness.claimed.get(), 10)
+    assert got.id == rid
