@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     call_id_header: str = "X-Callback-Call-ID"
     max_concurrent: int = Field(default=100, ge=1)
     max_cps: float = Field(default=10.0, gt=0)
+    shutdown_grace: float = Field(default=30.0, ge=0)
 
     # --- logging --------------------------------------------------------------------------------
     log_level: str = "INFO"

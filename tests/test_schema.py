@@ -112,7 +112,8 @@ async def test_trigger_notifies_due_and_cancel(db_url: str, pool: asyncpg.Pool) 
     try:
         # A bulk insert of many rows folds into a single wake-up.
         await pool.execute(
-            "INSERT INTO callback_requests (original_cli) SELECT g::text FROM generate_series(1, 50) g")
+            "INSERT INTO callback_requests (original_cli)"
+            " SELECT g::text FROM generate_series(1, 50) g")
         assert await asyncio.wait_for(got.get(), 5) == "due"
         rid = await pool.fetchval("SELECT min(id) FROM callback_requests")
         await pool.execute("UPDATE callback_requests SET status = 'cancelled' WHERE id = $1", rid)

@@ -28,7 +28,7 @@ def start_embedded(data_dir: Path) -> tuple[str, Any]:
     pgdata = data_dir / "pgdata"
     pgdata.mkdir(parents=True, exist_ok=True)
     # cleanup_mode "stop": the server stops with the last process using it, data stays.
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     log.info("embedded postgres started", extra={"action": "embedded_pg", "pgdata": str(pgdata)})
     return str(server.get_uri()), server
 

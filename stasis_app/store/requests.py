@@ -49,7 +49,8 @@ class RequestStore:
     async def renew_leases(self) -> None:
         await self.pool.execute(queries.RENEW_LEASES, self.instance_id, self.lease_seconds)
 
-    async def start_attempt(self, req: CallbackRequest, call_id: str, channel_id: str) -> int | None:
+    async def start_attempt(self, req: CallbackRequest, call_id: str,
+                            channel_id: str) -> int | None:
         """Record a leg-A dial before it happens; the new attempt number, None if fenced off."""
         attempts: int | None = await self.pool.fetchval(
             queries.START_ATTEMPT, req.id, req.lease_token, call_id, channel_id)

@@ -1,0 +1,38 @@
+# Fresh machine: `make demo` runs the service once on embedded defaults; `make test` runs the checks.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: venv demo test lint typecheck pytest test-embedded bench clean
+
+$(BIN)/twoway-callback: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/twoway-callback
+
+demo: venv
+	$(BIN)/twoway-callback demo
+
+lint: venv
+	$(BIN)/ruff check stasis_app tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest -q
+
+# The database tests again, on an embedded Postgres (CI runs both).
+test-embedded: venv
+	TWOWAY_TEST_DB=embedded $(BIN)/pytest -q tests/test_schema.py tests/test_queue.py
+
+test: lint typecheck pytest
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

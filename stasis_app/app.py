@@ -1,0 +1,168 @@
+"""The service: wires the store, the watcher, ARI and the call engine, and runs them.
+
+One direction of flow: row → watcher → engine → ARI; ARI events → engine → store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from stasis_app.ari import AriClient, EventStream
+from stasis_app.callflow.engine import CallEngine
+from stasis_app.callflow.identity import IdentityObjects
+from stasis_app.callflow.ids import Ids
+from stasis_app.callflow.limits import RateLimiter
+from stasis_app.callflow.session import CallConfig
+from stasis_app.config import IdentityMode, Settings
+from stasis_app.store.database import create_pool, database_url
+from stasis_app.store.listener import NotifyListener
+from stasis_app.store.migrations import check_schema, migrate
+from stasis_app.store.requests import RequestStore
+from stasis_app.store.watcher import QueueWatcher
+
+log = logging.getLogger(__name__)
+
+
+def call_config(settings: Settings) -> CallConfig:
+    return CallConfig(
+        app=settings.ari_app,
+        leg_a_timeout=settings.leg_a_timeout,
+        leg_b_timeout=settings.leg_b_timeout,
+        max_call_duration=settings.max_call_duration,
+        max_attempts=settings.max_attempts,
+        retry_delay=settings.retry_delay,
+        retry_delay_max=settings.retry_delay_max,
+        retry_on_destination_failure=settings.retry_on_destination_failure,
+        call_id_header=settings.call_id_header,
+        dynamic_identity=settings.identity_mode is IdentityMode.DYNAMIC,
+        trunk_endpoint=settings.trunk_endpoint,
+    )
+
+
+@dataclass
+class Service:
+    """Everything a running instance holds; health checks and tests look inside."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    store: RequestStore
+    engine: CallEngine
+    watcher: QueueWatcher
+    listener: NotifyListener
+    stream: EventStream
+    identities: IdentityObjects
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "database": not self.pool.is_closing(),
+            "listen": self.listener.connected,
+            "ari": self.stream.connected,
+        }
+
+
+@contextlib.asynccontextmanager
+async def ari_endpoint(settings: Settings) -> AsyncIterator[str]:
+    """The ARI base URL: the configured Asterisk, or a built-in simulator when none is given."""
+    if settings.ari_url:
+        yield settings.ari_url
+        return
+    from stasis_app.simulator import Simulator, SimulatorConfig
+
+    log.warning("TWOWAY_ARI_URL is empty: using the built-in ARI simulator, no real calls",
+                extra={"action": "simulator"})
+    sim = Simulator(SimulatorConfig(user=settings.ari_user,
+                                    password=settings.ari_password.get_secret_value(),
+                                    realm=settings.sip_realm or "softswitch.lab"))
+    url = await sim.start(host="127.0.0.1", port=0)
+    try:
+        yield url
+    finally:
+        await sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_service(settings: Settings, *, auto_migrate: bool = False,
+                          ari_url: str | None = None) -> AsyncIterator[Service]:
+    """Start every part; yield the running service; stop it on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = await stack.enter_async_context(database_url(settings))
+        pool = await create_pool(url, settings.db_pool_size)
+        stack.push_async_callback(pool.close)
+        async with pool.acquire() as conn:
+            if auto_migrate or not settings.database_url.get_secret_value():
+                await migrate(conn)
+            await check_schema(conn)
+        if ari_url is None:
+            ari_url = await stack.enter_async_context(ari_endpoint(settings))
+        ari = await stack.enter_async_context(AriClient(settings, base_url=ari_url))
+
+        instance = settings.effective_instance_id
+        store = RequestStore(pool, instance, settings.lease_seconds)
+        ids = Ids(settings.id_prefix)
+        identities = IdentityObjects(ari.rest, trunk=settings.trunk_endpoint,
+                                     realm=settings.sip_realm, prefix=settings.id_prefix)
+        engine = CallEngine(ari=ari.rest, store=store, identities=identities,
+                            limiter=RateLimiter(settings.max_cps), ids=ids,
+                            config=call_config(settings),
+                            max_concurrent=settings.max_concurrent)
+        watcher = QueueWatcher(store, batch=settings.claim_batch,
+                               max_sleep=settings.poll_max_sleep,
+                               free_slots=engine.free_slots, on_claimed=engine.admit)
+        engine.on_slot_freed = watcher.wake
+        watcher.paused = True  # until the ARI WebSocket is up: no Stasis app, no originate
+
+        def on_notify(payload: str) -> None:
+            engine.on_notify(payload)
+            watcher.wake()
+
+        listener = NotifyListener(url, on_notify=on_notify, on_up=watcher.wake,
+                                  probe_interval=settings.listen_probe_interval)
+
+        async def on_connect() -> None:
+            identities.forget_all()  # Asterisk may have restarted: recreate on demand
+            watcher.paused = False
+            watcher.wake()
+
+        def on_disconnect() -> None:
+            watcher.paused = True  # requests wait for ARI instead of burning attempts
+
+        stream = ari.event_stream(on_event=engine.on_event, on_connect=on_connect,
+                                  on_disconnect=on_disconnect)
+        service = Service(settings=settings, pool=pool, store=store, engine=engine,
+                          watcher=watcher, listener=listener, stream=stream,
+                          identities=identities)
+        tasks = [
+            asyncio.create_task(stream.run(), name="ari-events"),
+            asyncio.create_task(listener.run(), name="listen"),
+            asyncio.create_task(watcher.run(), name="watcher"),
+            asyncio.create_task(_every(settings.lease_seconds / 3, store.renew_leases),
+                                name="lease-heartbeat"),
+        ]
+        log.info("service started", extra={"action": "start", "instance": instance,
+                                           "ari_app": settings.ari_app})
+        try:
+            yield service
+        finally:
+            watcher.paused = True
+            await engine.shutdown(settings.shutdown_grace)
+            await stream.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            log.info("service stopped", extra={"action": "stop"})
+
+
+async def _every(interval: float, job: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("periodic job failed: %s", type(exc).__name__,
+                        extra={"action": "periodic_error"})

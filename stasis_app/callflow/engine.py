@@ -1,0 +1,112 @@
+"""Runs the call sessions of this instance: admits claimed rows, routes events, frees slots."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from stasis_app.ari.events import Event, StasisStart
+from stasis_app.callflow.identity import IdentityObjects
+from stasis_app.callflow.ids import Ids
+from stasis_app.callflow.limits import RateLimiter
+from stasis_app.callflow.ports import AriPort, StorePort
+from stasis_app.callflow.session import CallConfig, CallSession
+from stasis_app.store.model import CallbackRequest
+
+log = logging.getLogger(__name__)
+
+CANCEL_PREFIX = "cancel:"
+
+
+class CallEngine:
+    def __init__(self, *, ari: AriPort, store: StorePort, identities: IdentityObjects,
+                 limiter: RateLimiter, ids: Ids, config: CallConfig, max_concurrent: int,
+                 on_slot_freed: Callable[[], None] = lambda: None) -> None:
+        self._ari = ari
+        self._store = store
+        self._identities = identities
+        self._limiter = limiter
+        self._ids = ids
+        self._config = config
+        self._max_concurrent = max_concurrent
+        self._sessions: dict[int, CallSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_slot_freed = on_slot_freed
+        # Inbound trigger calls (not ours by id) go here; set by the inbound handler.
+        self.on_foreign_start: Callable[[StasisStart], None] | None = None
+
+    # -- capacity ------------------------------------------------------------------------------
+
+    @property
+    def live(self) -> int:
+        return len(self._sessions)
+
+    def free_slots(self) -> int:
+        return max(0, self._max_concurrent - len(self._sessions))
+
+    def sessions(self) -> list[CallSession]:
+        return list(self._sessions.values())
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def admit(self, requests: list[CallbackRequest]) -> None:
+        for req in requests:
+            session = CallSession(req, ari=self._ari, store=self._store,
+                                  identities=self._identities, limiter=self._limiter,
+                                  ids=self._ids, config=self._config)
+            self._sessions[req.id] = session
+            task = asyncio.create_task(self._run(session), name=f"callback-{req.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def on_event(self, event: Event) -> None:
+        channel_id = event.channel_id
+        if channel_id is None:
+            return
+        parsed = self._ids.parse(channel_id)
+        if parsed is None:
+            if isinstance(event, StasisStart) and self.on_foreign_start is not None:
+                self.on_foreign_start(event)
+            return
+        session = self._sessions.get(parsed.request_id)
+        if session is not None:
+            session.deliver(event)
+
+    def on_notify(self, payload: str) -> None:
+        if not payload.startswith(CANCEL_PREFIX):
+            return
+        try:
+            request_id = int(payload[len(CANCEL_PREFIX):])
+        except ValueError:
+            return
+        session = self._sessions.get(request_id)
+        if session is not None:
+            log.info("cancel requested", extra={"action": "cancel", "request_id": request_id})
+            session.cancel()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def _run(self, session: CallSession) -> None:
+        try:
+            await session.run()
+        except Exception:
+            # run() handles its own errors; this is the last net so a slot is never leaked.
+            log.exception("session crashed", extra={"action": "error",
+                                                    "request_id": session.req.id})
+        finally:
+            self._sessions.pop(session.req.id, None)
+            self.on_slot_freed()
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait (never cancelling anything) until no session runs; False on timeout."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        return all(task.done() for task in self._tasks)
+
+    async def shutdown(self, grace: float) -> None:
+        """Let live calls finish for ``grace`` seconds, then cancel (hang up) the rest."""
+        if not await self.wait_idle(grace):
+            for session in self.sessions():
+                session.cancel()
+            await self.wait_idle()

@@ -1,0 +1,433 @@
+"""One claimed request, start to end: leg A → leg B → mixing bridge → outcome.
+
+A session consumes the ARI events of its own channels from one queue, so events of one request
+are handled strictly in order. Every wait has a deadline: no state can hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from stasis_app.ari.errors import AriError, AriNotFound
+from stasis_app.ari.events import (
+    ChannelDestroyed,
+    ChannelHangupRequest,
+    ChannelStateChange,
+    Dial,
+    Event,
+    StasisEnd,
+    StasisStart,
+)
+from stasis_app.callflow.causes import LegFailure, callback_result, classify, destination_result
+from stasis_app.callflow.identity import IdentityObjects
+from stasis_app.callflow.ids import LEG_A, LEG_B, Ids
+from stasis_app.callflow.limits import RateLimiter
+from stasis_app.callflow.plan import CallPlan, InvalidRequest, LegPlan, plan_call
+from stasis_app.callflow.ports import AriPort, StorePort
+from stasis_app.store.model import CallbackRequest
+from stasis_app.store.requests import Outcome
+
+log = logging.getLogger(__name__)
+
+# Beyond the ring timeout we hand to Asterisk: how long to wait for its verdict ourselves.
+GUARD = 10.0
+# How long to wait for ChannelDestroyed (final causes) after hanging up.
+TEARDOWN = 10.0
+
+
+class _Cancel:
+    """Queued like an event, so a cancel is handled in order with the rest."""
+
+
+CANCEL = _Cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class CallConfig:
+    app: str
+    leg_a_timeout: float
+    leg_b_timeout: float
+    max_call_duration: float
+    max_attempts: int
+    retry_delay: float
+    retry_delay_max: float
+    retry_on_destination_failure: bool
+    call_id_header: str
+    dynamic_identity: bool
+    trunk_endpoint: str
+
+
+@dataclass
+class Leg:
+    name: str  # LEG_A | LEG_B
+    channel_id: str
+    timeout: float
+    originated_at: float
+    rang: bool = False
+    answered_at: float | None = None
+    ended_at: float | None = None
+    destroyed: bool = False
+    hung_up_by_us: bool = False
+    cause: int | None = None
+    sip_code: int | None = None
+    protocol_id: str | None = None
+
+    @property
+    def gone(self) -> bool:
+        return self.ended_at is not None
+
+    @property
+    def duration(self) -> float | None:
+        if self.answered_at is None:
+            return None
+        return max(0.0, (self.ended_at or self.answered_at) - self.answered_at)
+
+
+class Fenced(Exception):
+    """The row is no longer ours to write (cancelled, or the lease was lost)."""
+
+
+class CallSession:
+    def __init__(self, req: CallbackRequest, *, ari: AriPort, store: StorePort,
+                 identities: IdentityObjects, limiter: RateLimiter, ids: Ids,
+                 config: CallConfig) -> None:
+        self.req = req
+        self._ari = ari
+        self._store = store
+        self._identities = identities
+        self._limiter = limiter
+        self._ids = ids
+        self._cfg = config
+        self._queue: asyncio.Queue[Event | _Cancel] = asyncio.Queue()
+        self._legs: dict[str, Leg] = {}
+        self._identity_keys: list[str] = []
+        self._cancelled = False
+        self._bridge_id: str | None = None
+        self._loop = asyncio.get_running_loop()
+        self._log = _RequestLog(log, {"request_id": req.id})
+        self._call_id = ""
+        self.dialled = False
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        self._queue.put_nowait(event)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._queue.put_nowait(CANCEL)
+
+    # -- the flow --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            outcome = await self._call()
+        except Fenced:
+            outcome = Outcome(status="cancelled", result="cancelled", reason="cancelled")
+        except Exception as exc:
+            self._log.exception("call flow error", extra={"action": "error"})
+            outcome = Outcome(status="failed", result="error",
+                              reason=f"internal error: {type(exc).__name__}")
+        finally:
+            await self._teardown()
+        outcome = self._with_leg_values(outcome)
+        await self._write(outcome)
+
+    async def _call(self) -> Outcome:
+        try:
+            plan = plan_call(self.req, needs_secret=self._cfg.dynamic_identity)
+        except InvalidRequest as exc:
+            self._log.warning("invalid request: %s", exc, extra={"action": "invalid_request"})
+            return Outcome(status="failed", result="invalid_request", reason=str(exc))
+        if self._cancelled:
+            raise Fenced
+        leg_a_outcome = await self._dial_leg_a(plan)
+        if leg_a_outcome is not None:
+            return leg_a_outcome
+        leg_b_outcome = await self._dial_leg_b(plan)
+        if leg_b_outcome is not None:
+            return leg_b_outcome
+        return await self._talk()
+
+    async def _dial_leg_a(self, plan: CallPlan) -> Outcome | None:
+        channel_id = self._ids.channel(self.req.id, self.req.attempts + 1, LEG_A)
+        call_id = self.req.call_id or str(uuid.uuid4())
+        await self._limiter.acquire()
+        # Counted (and call_id written back) before anything can fail: retries stay bounded.
+        if await self._store.start_attempt(self.req, call_id, channel_id) is None:
+            raise Fenced
+        self.dialled = True
+        self._call_id = call_id
+        try:
+            endpoint = await self._endpoint(plan.leg_a)
+        except AriError as exc:
+            return self._leg_a_failed(LegFailure.FAILED, f"identity objects refused: {exc}")
+        leg = await self._originate(LEG_A, channel_id, endpoint, plan.leg_a, call_id,
+                                    self._cfg.leg_a_timeout)
+        if leg is None:
+            return self._leg_a_failed(LegFailure.FAILED, "originate refused by Asterisk")
+        while leg.answered_at is None:
+            item = await self._next(leg.originated_at + leg.timeout + GUARD)
+            if item is CANCEL:
+                raise Fenced
+            if item is None:
+                await self._hangup(leg)
+                return self._leg_a_failed(LegFailure.NO_ANSWER if leg.rang else LegFailure.FAILED,
+                                          "no verdict from Asterisk before the ring timeout")
+            if leg.destroyed:
+                failure = classify(leg.cause, rang=leg.rang, timeout=leg.timeout,
+                                   elapsed=(leg.ended_at or 0) - leg.originated_at)
+                return self._leg_a_failed(failure, _cause_text(leg))
+        self._log.info("leg A answered", extra={"action": "leg_answered", "leg": LEG_A,
+                                                "channel_id": leg.channel_id})
+        return None
+
+    async def _dial_leg_b(self, plan: CallPlan) -> Outcome | None:
+        leg_a = self._legs[LEG_A]
+        channel_id = self._ids.channel(self.req.id, self.req.attempts + 1, LEG_B)
+        twoway_call_id = self.req.twoway_call_id or f"{self._call_id}-2way"
+        if not await self._store.leg_a_answered(self.req, leg_a.protocol_id, twoway_call_id,
+                                                channel_id):
+            raise Fenced
+        await self._quietly(self._ari.ring(leg_a.channel_id))  # ringback while B is dialled
+        try:
+            endpoint = await self._endpoint(plan.leg_b)
+        except AriError as exc:
+            return self._leg_b_failed(LegFailure.FAILED, f"identity objects refused: {exc}")
+        await self._limiter.acquire()
+        leg = await self._originate(LEG_B, channel_id, endpoint, plan.leg_b, twoway_call_id,
+                                    self._cfg.leg_b_timeout)
+        if leg is None:
+            return self._leg_b_failed(LegFailure.FAILED, "originate refused by Asterisk")
+        while leg.answered_at is None:
+            item = await self._next(leg.originated_at + leg.timeout + GUARD)
+            if item is CANCEL:
+                raise Fenced
+            if leg_a.gone:
+                return Outcome(status="failed", result="user_hangup",
+                               reason="caller hung up before the destination answered")
+            if item is None:
+                await self._hangup(leg)
+                return self._leg_b_failed(LegFailure.NO_ANSWER if leg.rang else LegFailure.FAILED,
+                                          "no verdict from Asterisk before the ring timeout")
+            if leg.destroyed:
+                failure = classify(leg.cause, rang=leg.rang, timeout=leg.timeout,
+                                   elapsed=(leg.ended_at or 0) - leg.originated_at)
+                return self._leg_b_failed(failure, _cause_text(leg))
+        self._log.info("leg B answered", extra={"action": "leg_answered", "leg": LEG_B,
+                                                "channel_id": leg.channel_id})
+        return None
+
+    async def _talk(self) -> Outcome:
+        leg_a, leg_b = self._legs[LEG_A], self._legs[LEG_B]
+        bridge_id = self._ids.bridge(self.req.id, self.req.attempts + 1)
+        try:
+            await self._ari.create_bridge(bridge_id, bridge_type="mixing", name=bridge_id)
+            self._bridge_id = bridge_id
+            await self._ari.add_channels(bridge_id, [leg_a.channel_id, leg_b.channel_id])
+        except AriError as exc:
+            if leg_a.gone or leg_b.gone:  # a leg hung up while we were bridging
+                return self._ended_by(leg_a, leg_b)
+            return Outcome(status="failed", result="error", reason=f"bridge failed: {exc}")
+        await self._quietly(self._ari.ring_stop(leg_a.channel_id))
+        if not await self._store.bridged(self.req, bridge_id, leg_b.protocol_id):
+            raise Fenced
+        self._log.info("bridged", extra={"action": "bridged", "bridge_id": bridge_id})
+        deadline = self._loop.time() + self._cfg.max_call_duration
+        while not (leg_a.gone or leg_b.gone):
+            item = await self._next(deadline)
+            if item is CANCEL:
+                raise Fenced
+            if item is None:
+                return Outcome(status="completed", result="answered",
+                               reason="max call duration reached")
+        return self._ended_by(leg_a, leg_b)
+
+    # -- outcomes --------------------------------------------------------------------------------
+
+    def _ended_by(self, leg_a: Leg, leg_b: Leg) -> Outcome:
+        first = leg_a if (leg_a.ended_at or 1e18) <= (leg_b.ended_at or 1e18) else leg_b
+        who = "caller" if first is leg_a else "destination"
+        return Outcome(status="completed", result="answered", reason=f"{who} hung up")
+
+    def _leg_a_failed(self, failure: LegFailure, reason: str) -> Outcome:
+        return self._retry_or_fail(callback_result(failure), reason, retry=True)
+
+    def _leg_b_failed(self, failure: LegFailure, reason: str) -> Outcome:
+        return self._retry_or_fail(destination_result(failure), reason,
+                                   retry=self._cfg.retry_on_destination_failure)
+
+    def _retry_or_fail(self, result: str, reason: str, *, retry: bool) -> Outcome:
+        attempts = self.req.attempts + (1 if self.dialled else 0)
+        max_attempts = self.req.max_attempts or self._cfg.max_attempts
+        status = "pending" if retry and attempts < max_attempts else "failed"
+        return Outcome(status=status, result=result, reason=reason)
+
+    def _with_leg_values(self, outcome: Outcome) -> Outcome:
+        leg_a, leg_b = self._legs.get(LEG_A), self._legs.get(LEG_B)
+        return replace(
+            outcome,
+            leg_a_cause=leg_a.cause if leg_a else None,
+            leg_a_sip_code=leg_a.sip_code if leg_a else None,
+            leg_b_cause=leg_b.cause if leg_b else None,
+            leg_b_sip_code=leg_b.sip_code if leg_b else None,
+            leg_a_duration=leg_a.duration if leg_a else None,
+            leg_b_duration=leg_b.duration if leg_b else None)
+
+    def retry_delay(self) -> float:
+        """TWOWAY_RETRY_DELAY (or the row's) before the first retry, doubling, capped."""
+        base = _seconds(self.req.retry_delay, self._cfg.retry_delay)
+        attempts = max(1, self.req.attempts + 1)
+        delay: float = base * 2.0 ** (attempts - 1)
+        return min(delay, max(self._cfg.retry_delay_max, base))
+
+    async def _write(self, outcome: Outcome) -> None:
+        self._log.info("request %s / %s", outcome.status, outcome.result,
+                       extra={"action": "outcome", "status": outcome.status,
+                              "result": outcome.result, "reason": outcome.reason})
+        if outcome.status == "pending" and await self._store.retry(
+                self.req, outcome, self.retry_delay()):
+            return
+        if outcome.status == "pending":  # cancelled meanwhile: finish keeps 'cancelled'
+            outcome = replace(outcome, status="failed")
+        await self._store.finish(self.req, outcome)
+
+    # -- legs ------------------------------------------------------------------------------------
+
+    async def _endpoint(self, leg: LegPlan) -> str:
+        if not self._cfg.dynamic_identity or leg.ha1 is None:
+            return self._cfg.trunk_endpoint
+        key = await self._identities.acquire(leg.auth_user, leg.ha1)
+        self._identity_keys.append(key)
+        return self._identities.endpoint_id(key)
+
+    async def _originate(self, name: str, channel_id: str, endpoint: str, plan: LegPlan,
+                         call_id: str, timeout: float) -> Leg | None:
+        # Registered before the REST call: its events may arrive before the response.
+        leg = self._legs[name] = Leg(name=name, channel_id=channel_id, timeout=timeout,
+                                     originated_at=self._loop.time())
+        variables: dict[str, str] = {}
+        if self._cfg.call_id_header:
+            variables[f"PJSIP_HEADER(add,{self._cfg.call_id_header})"] = call_id
+        try:
+            await self._ari.originate(
+                endpoint=f"PJSIP/{plan.number}@{endpoint}", channel_id=channel_id,
+                app=self._cfg.app, app_args=["callback", str(self.req.id), name],
+                caller_id=f"<{plan.caller_id}>", timeout=max(1, round(timeout)),
+                variables=variables)
+        except AriError as exc:
+            self._log.warning("originate failed: %s", exc,
+                              extra={"action": "originate_failed", "leg": name,
+                                     "channel_id": channel_id})
+            # A timed-out request may still have created the channel: make sure it is gone.
+            await self._hangup(leg)
+            leg.ended_at = leg.ended_at or self._loop.time()
+            return None
+        self._log.info("originated", extra={"action": "originate", "leg": name,
+                                            "channel_id": channel_id})
+        return leg
+
+    async def _hangup(self, leg: Leg) -> None:
+        if leg.destroyed or leg.hung_up_by_us:
+            return
+        leg.hung_up_by_us = True
+        try:
+            await self._ari.hangup(leg.channel_id)
+        except AriNotFound:
+            leg.destroyed = True
+        except AriError as exc:
+            self._log.warning("hangup failed: %s", exc,
+                              extra={"action": "hangup_failed", "channel_id": leg.channel_id})
+
+    async def _teardown(self) -> None:
+        """Hang up what is live, destroy the bridge, collect final causes, free identities."""
+        live = [leg for leg in self._legs.values() if not leg.destroyed]
+        for leg in live:
+            await self._hangup(leg)
+        if self._bridge_id is not None:
+            await self._quietly(self._ari.destroy_bridge(self._bridge_id))
+        deadline = self._loop.time() + TEARDOWN
+        while any(not leg.destroyed and leg.hung_up_by_us for leg in live):
+            if await self._next(deadline) is None:
+                break
+        now = self._loop.time()
+        for leg in live:
+            leg.ended_at = leg.ended_at or now
+        for key in self._identity_keys:
+            await self._identities.release(key)
+        self._identity_keys.clear()
+
+    async def _next(self, deadline: float) -> Event | _Cancel | None:
+        """The next event or cancel, after updating leg state; None at the deadline."""
+        remaining = deadline - self._loop.time()
+        if remaining <= 0:
+            return None
+        try:
+            item = await asyncio.wait_for(self._queue.get(), remaining)
+        except TimeoutError:
+            return None
+        if not isinstance(item, _Cancel):
+            self._observe(item)
+        return item
+
+    def _observe(self, event: Event) -> None:
+        leg = self._leg_of(event.channel_id)
+        if leg is None:
+            return
+        now = self._loop.time()
+        if isinstance(event, Dial):
+            leg.rang = leg.rang or event.dialstatus == "RINGING"
+        elif isinstance(event, ChannelStateChange):
+            leg.rang = leg.rang or event.channel.state == "Ringing"
+        elif isinstance(event, StasisStart):
+            leg.answered_at = now
+            leg.protocol_id = event.channel.protocol_id
+        elif isinstance(event, ChannelHangupRequest):
+            if not event.soft and event.cause:  # soft 32 is our own hangup, not a cause
+                leg.cause = event.cause
+            leg.sip_code = event.tech_cause or leg.sip_code
+            leg.ended_at = leg.ended_at or now
+        elif isinstance(event, StasisEnd):
+            leg.ended_at = leg.ended_at or now
+        elif isinstance(event, ChannelDestroyed):
+            leg.destroyed = True
+            leg.cause = event.cause
+            leg.sip_code = event.tech_cause or leg.sip_code
+            leg.ended_at = leg.ended_at or now
+
+    def _leg_of(self, channel_id: str | None) -> Leg | None:
+        for leg in self._legs.values():
+            if leg.channel_id == channel_id:
+                return leg
+        return None
+
+    async def _quietly(self, call: Any) -> None:
+        """Best-effort ARI calls (ringback, bridge cleanup): log, never abort the flow."""
+        try:
+            await call
+        except AriError as exc:
+            self._log.warning("ARI call failed: %s", exc, extra={"action": "ari_error"})
+
+
+class _RequestLog(logging.LoggerAdapter[logging.Logger]):
+    """Puts the request id on every line, merged with the line's own fields."""
+
+    def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+def _cause_text(leg: Leg) -> str:
+    text = f"cause {leg.cause}" if leg.cause is not None else "no cause"
+    if leg.sip_code:
+        text += f", SIP {leg.sip_code}"
+    return text
+
+
+def _seconds(value: timedelta | None, default: float) -> float:
+    return value.total_seconds() if value is not None else default

@@ -1,0 +1,111 @@
+"""``twoway-callback run | migrate | simulate | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from stasis_app import __version__
+from stasis_app.config import LogFormat, Settings, parse_listen
+from stasis_app.errors import TwowayError
+from stasis_app.logs import setup_logging
+
+log = logging.getLogger("stasis_app")
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received, shutting down", extra={"action": "shutdown"})
+
+
+async def cmd_run(settings: Settings) -> int:
+    from stasis_app.app import running_service
+
+    async with running_service(settings):
+        await _wait_for_signal()
+    return 0
+
+
+async def cmd_migrate(settings: Settings) -> int:
+    import asyncpg
+
+    from stasis_app.store.database import database_url
+    from stasis_app.store.migrations import migrate
+
+    async with database_url(settings) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            applied = await migrate(conn)
+        finally:
+            await conn.close()
+    names = ", ".join(m.path.name for m in applied) or "nothing to do"
+    print(f"migrations applied: {names}")
+    return 0
+
+
+async def cmd_simulate(settings: Settings, listen: str) -> int:
+    from stasis_app.simulator import Simulator, SimulatorConfig
+
+    host, port = parse_listen(listen)
+    sim = Simulator(SimulatorConfig(user=settings.ari_user,
+                                    password=settings.ari_password.get_secret_value(),
+                                    realm=settings.sip_realm or "softswitch.lab"))
+    url = await sim.start(host=host, port=port)
+    print(f"ARI simulator listening on {url}/ari (control routes under {url}/_sim/)")
+    try:
+        await _wait_for_signal()
+    finally:
+        await sim.stop()
+    return 0
+
+
+async def cmd_demo() -> int:
+    from stasis_app.demo import run_demo
+
+    return await run_demo()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="twoway-callback", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the service (TWOWAY_* settings from the environment)")
+    sub.add_parser("migrate", help="apply the SQL migrations in sql/ (idempotent)")
+    simulate = sub.add_parser("simulate", help="serve the built-in ARI simulator")
+    simulate.add_argument("--listen", default="127.0.0.1:8088", help="host:port")
+    sub.add_parser("demo", help="embedded Postgres + simulator + service: one seed callback")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"twoway-callback: bad settings: {exc}", file=sys.stderr)
+        return 2
+    fmt = LogFormat.TEXT if args.command == "demo" else settings.log_format
+    setup_logging(settings.log_level, fmt)
+    try:
+        if args.command == "run":
+            return asyncio.run(cmd_run(settings))
+        if args.command == "migrate":
+            return asyncio.run(cmd_migrate(settings))
+        if args.command == "simulate":
+            return asyncio.run(cmd_simulate(settings, args.listen))
+        return asyncio.run(cmd_demo())
+    except TwowayError as exc:
+        log.error("%s", exc, extra={"action": "fatal"})
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
