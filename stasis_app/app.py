@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
 
+from stasis_app import metrics
+from stasis_app.api.server import build_app, serving
 from stasis_app.ari import AriClient, EventStream
 from stasis_app.callflow.engine import CallEngine
 from stasis_app.callflow.identity import IdentityObjects
@@ -27,6 +30,8 @@ from stasis_app.store.requests import RequestStore
 from stasis_app.store.watcher import QueueWatcher
 
 log = logging.getLogger(__name__)
+
+QUEUE_STATS_INTERVAL = 5.0
 
 
 def call_config(settings: Settings) -> CallConfig:
@@ -57,6 +62,7 @@ class Service:
     listener: NotifyListener
     stream: EventStream
     identities: IdentityObjects
+    http_url: str = ""
 
     def readiness(self) -> dict[str, bool]:
         return {
@@ -100,7 +106,8 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
             await check_schema(conn)
         if ari_url is None:
             ari_url = await stack.enter_async_context(ari_endpoint(settings))
-        ari = await stack.enter_async_context(AriClient(settings, base_url=ari_url))
+        ari = await stack.enter_async_context(
+            AriClient(settings, base_url=ari_url, observer=metrics.observe_ari))
 
         instance = settings.effective_instance_id
         store = RequestStore(pool, instance, settings.lease_seconds)
@@ -121,10 +128,17 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
             engine.on_notify(payload)
             watcher.wake()
 
-        listener = NotifyListener(url, on_notify=on_notify, on_up=watcher.wake,
+        def on_listen_up() -> None:
+            if listener.reconnects:
+                metrics.LISTEN_RECONNECTS.inc()
+            watcher.wake()
+
+        listener = NotifyListener(url, on_notify=on_notify, on_up=on_listen_up,
                                   probe_interval=settings.listen_probe_interval)
 
         async def on_connect() -> None:
+            if stream.reconnects:
+                metrics.ARI_RECONNECTS.inc()
             identities.forget_all()  # Asterisk may have restarted: recreate on demand
             watcher.paused = False
             watcher.wake()
@@ -137,12 +151,17 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
         service = Service(settings=settings, pool=pool, store=store, engine=engine,
                           watcher=watcher, listener=listener, stream=stream,
                           identities=identities)
+        _bind_gauges(service)
+        service.http_url = await stack.enter_async_context(
+            serving(build_app(service.readiness), settings.http_listen))
         tasks = [
             asyncio.create_task(stream.run(), name="ari-events"),
             asyncio.create_task(listener.run(), name="listen"),
             asyncio.create_task(watcher.run(), name="watcher"),
             asyncio.create_task(_every(settings.lease_seconds / 3, store.renew_leases),
                                 name="lease-heartbeat"),
+            asyncio.create_task(_every(QUEUE_STATS_INTERVAL, store.refresh_queue_gauges),
+                                name="queue-stats"),
         ]
         log.info("service started", extra={"action": "start", "instance": instance,
                                            "ari_app": settings.ari_app})
@@ -156,6 +175,15 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             log.info("service stopped", extra={"action": "stop"})
+
+
+def _bind_gauges(service: Service) -> None:
+    """Gauges read live state at scrape time, so they can never drift."""
+    for status in metrics.LIVE_STATUSES:
+        metrics.LIVE.labels(status).set_function(
+            functools.partial(service.engine.count_in_phase, status))
+    metrics.ARI_CONNECTED.set_function(lambda: float(service.stream.connected))
+    metrics.LISTEN_CONNECTED.set_function(lambda: float(service.listener.connected))
 
 
 async def _every(interval: float, job: Callable[[], Awaitable[None]]) -> None:

