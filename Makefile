@@ -17,7 +17,7 @@ demo: venv
 	$(BIN)/twoway-callback demo
 
 lint: venv
-	$(BIN)/ruff check stasis_app tests bench
+	$(BIN)/ruff check .
 
 typecheck: venv
 	$(BIN)/mypy
