@@ -153,7 +153,7 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
                           identities=identities)
         _bind_gauges(service)
         service.http_url = await stack.enter_async_context(
-            serving(build_app(service.readiness), settings.http_listen))
+            serving(build_app(service.readiness, pool, settings), settings.http_listen))
         tasks = [
             asyncio.create_task(stream.run(), name="ari-events"),
             asyncio.create_task(listener.run(), name="listen"),

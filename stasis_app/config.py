@@ -20,6 +20,15 @@ class IdentityMode(StrEnum):
     STATIC = "static"  # dial through the trunk endpoint as configured (IP-authenticated sites)
 
 
+class InboundRejectReason(StrEnum):
+    """``DELETE /channels/{id}?reason=``: what the caller hears (measured on Asterisk 22)."""
+
+    BUSY = "busy"  # 486 Busy Here
+    REJECTED = "rejected"  # 403 Forbidden
+    CONGESTION = "congestion"  # 503 Service Unavailable
+    NORMAL = "normal"  # 603 Decline
+
+
 class LogFormat(StrEnum):
     AUTO = "auto"  # human on a TTY, JSON lines otherwise
     JSON = "json"
@@ -58,6 +67,20 @@ class Settings(BaseSettings):
 
     # --- HTTP server (API, metrics, health) -----------------------------------------------------
     http_listen: str = "127.0.0.1:8480"
+    metrics_listen: str = ""  # empty: /metrics and health are served on http_listen
+    api_tokens: SecretStr = SecretStr("")  # comma-separated bearer tokens
+    api_rate_limit: float = Field(default=50.0, gt=0)  # requests per second per token
+    api_max_body: int = Field(default=64 * 1024, ge=1024)
+
+    # --- inbound ani_2way_ trigger ----------------------------------------------------------------
+    default_username: str = ""
+    default_authname: str = ""
+    default_md5secret: SecretStr = SecretStr("")
+    inbound_ringback_ms: int = Field(default=0, ge=0, le=60_000)
+    inbound_reject_reason: InboundRejectReason = InboundRejectReason.BUSY
+    inbound_callback_delay: float = Field(default=5.0, ge=0)
+    inbound_strip_prefix: str = ""  # removed from the caller number when present
+    inbound_add_prefix: str = ""  # then put in front of it
 
     # --- queue --------------------------------------------------------------------------------
     instance_id: str = ""
@@ -92,11 +115,16 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("http_listen")
+    @field_validator("http_listen", "metrics_listen")
     @classmethod
     def _valid_listen(cls, value: str) -> str:
-        parse_listen(value)
+        if value:
+            parse_listen(value)
         return value
+
+    @property
+    def api_token_list(self) -> list[str]:
+        return [t.strip() for t in self.api_tokens.get_secret_value().split(",") if t.strip()]
 
     @property
     def effective_instance_id(self) -> str:

@@ -6,17 +6,20 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
 from stasis_app.api.health import Readiness, add_health_routes
-from stasis_app.config import parse_listen
+from stasis_app.api.routes import add_api_routes
+from stasis_app.config import Settings, parse_listen
 
 log = logging.getLogger(__name__)
 
 
-def build_app(readiness: Readiness) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+def build_app(readiness: Readiness, pool: asyncpg.Pool, settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.api_max_body)
     add_health_routes(app, readiness)
+    add_api_routes(app, pool, settings)
     return app
 
 

@@ -12,7 +12,9 @@ from stasis_app.simulator.server import run_simulator
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="ARI simulator (a fake Asterisk)")
+    parser = argparse.ArgumentParser(
+        prog="python -m stasis_app.simulator", description="ARI simulator (a fake Asterisk)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8088)
     parser.add_argument("--version", type=int, default=22, choices=(16, 20, 22))

@@ -229,7 +229,8 @@ class Pbx:
         if ch.ended or ch.state != "Down":
             return
         first = ch.script.dial_ringing_first if ch.script else None
-        if first if first is not None else self.v16:
+        dial_first = self.v16 if first is None else first
+        if dial_first:
             self.emit(ch, events.dial(ch, "RINGING"))
             ch.state = "Ringing"
             self.emit(ch, events.state_change(ch))
@@ -299,9 +300,10 @@ class Pbx:
         if ch.outbound and not ch.answered:
             raise SimulatorError(f"channel {channel_id!r} is not answered: use a script to fail")
         # 16: cause 16 on both events; 20/22: no cause on the request, 0 when destroyed
-        request_cause = NORMAL_CLEARING if self.v16 else None
-        final = NORMAL_CLEARING if self.v16 else 0
-        self._hangup_in_call(ch, events.hangup_request(ch, request_cause), final, "far_end_hangup")
+        if self.v16:
+            self._hangup_in_call(ch, NORMAL_CLEARING, NORMAL_CLEARING, "far_end_hangup")
+        else:
+            self._hangup_in_call(ch, None, 0, "far_end_hangup")
 
     def app_hangup(self, channel_id: str, reason: str | None, reason_code: str | None) -> None:
         """``DELETE /channels/{id}``."""
@@ -309,16 +311,14 @@ class Pbx:
         cause = self._hangup_cause(reason, reason_code)
         ch.hangup_reason = reason
         ch.hangup_cause = cause
-        request = events.hangup_request(ch, EXPLICIT_HANGUP, soft=True)
-        if ch.in_stasis or ch.answered or not ch.outbound:
-            if not ch.outbound and not ch.answered:
-                ch.sip_final = sip_for_cause(cause)  # rejected without answering
-            self._hangup_in_call(ch, request, cause, "app_hangup")
+        if ch.outbound and not ch.answered:  # still dialling: Asterisk cancels the INVITE
+            self.emit(ch, events.hangup_request(ch, EXPLICIT_HANGUP, soft=True))
+            self.emit(ch, events.dial(ch, dial_status(cause)))
+            self._finish(ch, cause, end="cancelled")
             return
-        # an outbound leg still dialling: Asterisk cancels the INVITE
-        self.emit(ch, request)
-        self.emit(ch, events.dial(ch, dial_status(cause)))
-        self._finish(ch, cause, end="cancelled")
+        if not ch.answered:
+            ch.sip_final = sip_for_cause(cause)  # an inbound call rejected without answer
+        self._hangup_in_call(ch, EXPLICIT_HANGUP, cause, "app_hangup")
 
     def _hangup_cause(self, reason: str | None, reason_code: str | None) -> int:
         if self.v16:
@@ -336,11 +336,18 @@ class Pbx:
             return HANGUP_REASONS[reason]
         return NORMAL_CLEARING
 
-    def _hangup_in_call(self, ch: SimChannel, request: events.Event, cause: int, end: str) -> None:
-        """Hang up a channel that is answered or in Stasis (the f_bridge order)."""
+    def _hangup_in_call(
+        self, ch: SimChannel, request_cause: int | None, cause: int, end: str
+    ) -> None:
+        """Hang up a channel that is answered or in Stasis (the f_bridge order).
+
+        ``request_cause``: ChannelHangupRequest.cause (32 = ARI's explicit soft hangup; None
+        for a BYE on 20/22); ``cause`` ends up in ChannelDestroyed.
+        """
         if ch.answered and not self.v16:
             self._emit_rtp_stats(ch)
-        self.emit(ch, request)
+        soft = request_cause == EXPLICIT_HANGUP
+        self.emit(ch, events.hangup_request(ch, request_cause, soft=soft))
         if ch.bridge_id is not None:
             self.bridges.leave(ch)
         if ch.in_stasis:

@@ -130,7 +130,7 @@ class Simulator:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def wait_for(self, predicate: Callable[[], _T], timeout: float = 5.0) -> _T:
+    async def wait_for(self, predicate: Callable[[], _T | None], timeout: float = 5.0) -> _T:
         """Wait until ``predicate()`` is truthy and return it; re-checked at every state change.
 
         Raises TimeoutError after ``timeout`` seconds.
