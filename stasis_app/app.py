@@ -23,7 +23,9 @@ from stasis_app.callflow.ids import Ids
 from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.session import CallConfig
 from stasis_app.config import IdentityMode, Settings
+from stasis_app.inbound import InboundTrigger
 from stasis_app.store.database import create_pool, database_url
+from stasis_app.store.inbound import InboundStore
 from stasis_app.store.listener import NotifyListener
 from stasis_app.store.migrations import check_schema, migrate
 from stasis_app.store.requests import RequestStore
@@ -122,6 +124,8 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
                                max_sleep=settings.poll_max_sleep,
                                free_slots=engine.free_slots, on_claimed=engine.admit)
         engine.on_slot_freed = watcher.wake
+        inbound = InboundTrigger(ari.rest, InboundStore(pool), settings)
+        engine.on_foreign_start = inbound.on_start
         watcher.paused = True  # until the ARI WebSocket is up: no Stasis app, no originate
 
         def on_notify(payload: str) -> None:
@@ -169,6 +173,7 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
             yield service
         finally:
             watcher.paused = True
+            await inbound.wait_idle()
             await engine.shutdown(settings.shutdown_grace)
             await stream.close()
             for task in tasks:

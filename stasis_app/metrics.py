@@ -28,7 +28,8 @@ ARI_OPS = (
     "get_variable", "create_bridge", "add_channels", "destroy_bridge", "get_bridge",
     "list_bridges", "get_config", "put_config", "delete_config", "ping", "info",
 )
-INBOUND_OUTCOMES = ("created", "debounced", "no_identity", "anonymous", "bad_cld", "error")
+INBOUND_OUTCOMES = ("created", "debounced", "no_identity", "anonymous", "bad_cli", "bad_cld",
+                    "error")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _ANSWER_BUCKETS = (0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90)
