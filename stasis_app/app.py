@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from stasis_app import metrics
-from stasis_app.api.server import build_app, serving
+from stasis_app.api.server import build_apps, serving
 from stasis_app.ari import AriClient, EventStream
 from stasis_app.callflow.engine import CallEngine
 from stasis_app.callflow.identity import IdentityObjects
@@ -34,6 +34,7 @@ from stasis_app.store.watcher import QueueWatcher
 log = logging.getLogger(__name__)
 
 QUEUE_STATS_INTERVAL = 5.0
+READY_POLL = 0.05
 
 
 def call_config(settings: Settings) -> CallConfig:
@@ -64,7 +65,8 @@ class Service:
     listener: NotifyListener
     stream: EventStream
     identities: IdentityObjects
-    http_url: str = ""
+    http_url: str = ""  # the API (and health, unless TWOWAY_METRICS_LISTEN is set)
+    metrics_url: str = ""  # /metrics, /healthz, /readyz
 
     def readiness(self) -> dict[str, bool]:
         return {
@@ -72,6 +74,16 @@ class Service:
             "listen": self.listener.connected,
             "ari": self.stream.connected,
         }
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Until DB, LISTEN and ARI are all up (start-up only: READY=1 for systemd, tests)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not all(self.readiness().values()):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(READY_POLL)
+        return True
 
 
 @contextlib.asynccontextmanager
@@ -156,8 +168,10 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
                           watcher=watcher, listener=listener, stream=stream,
                           identities=identities)
         _bind_gauges(service)
-        service.http_url = await stack.enter_async_context(
-            serving(build_app(service.readiness, pool, settings), settings.http_listen))
+        urls = [await stack.enter_async_context(serving(app, listen))
+                for app, listen in build_apps(service.readiness, pool, settings)]
+        service.http_url = urls[0]
+        service.metrics_url = urls[-1]
         tasks = [
             asyncio.create_task(stream.run(), name="ari-events"),
             asyncio.create_task(listener.run(), name="listen"),

@@ -77,7 +77,7 @@ async def start_service(db_url: str, sim: Simulator) -> AsyncIterator[ServiceFac
         async def start(**overrides: Any) -> Service:
             settings = service_settings(db_url, sim.base_url, **overrides)
             service = await stack.enter_async_context(running_service(settings))
-            assert await service.stream.wait_connected(10)
+            assert await service.wait_ready(10)
             return service
 
         yield start

@@ -293,6 +293,29 @@ async def test_second_websocket_takes_over_the_app(make: Make) -> None:
     assert first.queue.get_nowait() is None  # nothing but the close
 
 
+async def test_websocket_answers_pings(make: Make) -> None:
+    sim, client = await make()
+    async with client.session.ws_connect(
+        f"{client.base_url}/ari/events?app={APP}", autoping=False
+    ) as ws:
+        await ws.ping(b"hi")
+        message = await asyncio.wait_for(ws.receive(), 5)
+        assert (message.type, message.data) == (aiohttp.WSMsgType.PONG, b"hi")
+    assert await client.call("GET", f"/applications/{APP}") == (
+        200,
+        {
+            "name": APP,
+            "channel_ids": [],
+            "bridge_ids": [],
+            "endpoint_ids": [],
+            "device_names": [],
+            "events_allowed": [],
+            "events_disallowed": [],
+        },
+    )
+    await sim.wait_for(lambda: not sim.app_connected(APP))
+
+
 async def test_drop_keeps_the_app_and_its_channels(make: Make) -> None:
     sim, client, sock = await connected(make)
     sim.script("1", Script(action="noanswer"))

@@ -16,11 +16,17 @@ from stasis_app.config import Settings, parse_listen
 log = logging.getLogger(__name__)
 
 
-def build_app(readiness: Readiness, pool: asyncpg.Pool, settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.api_max_body)
-    add_health_routes(app, readiness)
-    add_api_routes(app, pool, settings)
-    return app
+def build_apps(readiness: Readiness, pool: asyncpg.Pool,
+               settings: Settings) -> list[tuple[web.Application, str]]:
+    """The applications to serve and where: one, or two with TWOWAY_METRICS_LISTEN."""
+    api = web.Application(client_max_size=settings.api_max_body)
+    add_api_routes(api, pool, settings)
+    if not settings.metrics_listen:
+        add_health_routes(api, readiness)
+        return [(api, settings.http_listen)]
+    health = web.Application()
+    add_health_routes(health, readiness)
+    return [(api, settings.http_listen), (health, settings.metrics_listen)]
 
 
 @contextlib.asynccontextmanager
