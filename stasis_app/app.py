@@ -24,6 +24,7 @@ from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.session import CallConfig
 from stasis_app.config import IdentityMode, Settings
 from stasis_app.inbound import InboundTrigger
+from stasis_app.resync import Resync
 from stasis_app.store.database import create_pool, database_url
 from stasis_app.store.inbound import InboundStore
 from stasis_app.store.listener import NotifyListener
@@ -152,12 +153,16 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
         listener = NotifyListener(url, on_notify=on_notify, on_up=on_listen_up,
                                   probe_interval=settings.listen_probe_interval)
 
+        resync = Resync(ari.rest, engine, identities)
+
         async def on_connect() -> None:
             if stream.reconnects:
                 metrics.ARI_RECONNECTS.inc()
-            identities.forget_all()  # Asterisk may have restarted: recreate on demand
-            watcher.paused = False
-            watcher.wake()
+            try:
+                await resync()
+            finally:
+                watcher.paused = False
+                watcher.wake()
 
         def on_disconnect() -> None:
             watcher.paused = True  # requests wait for ARI instead of burning attempts

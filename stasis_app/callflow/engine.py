@@ -12,7 +12,7 @@ from stasis_app.callflow.identity import IdentityObjects
 from stasis_app.callflow.ids import Ids
 from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.ports import AriPort, StorePort
-from stasis_app.callflow.session import CallConfig, CallSession
+from stasis_app.callflow.session import SHUTDOWN, CallConfig, CallSession
 from stasis_app.store.model import CallbackRequest
 
 log = logging.getLogger(__name__)
@@ -109,9 +109,18 @@ class CallEngine:
             await asyncio.wait(list(self._tasks), timeout=timeout)
         return all(task.done() for task in self._tasks)
 
+    def resync(self, channel_ids: set[str], listed_at: float) -> None:
+        """After an ARI reconnect: legs that ended while we could not hear are gone."""
+        for session in self._sessions.values():
+            session.vanished(channel_ids, listed_at)
+
     async def shutdown(self, grace: float) -> None:
-        """Let live calls finish for ``grace`` seconds, then cancel (hang up) the rest."""
+        """Release what is not dialled yet at once; let live calls go on for ``grace``
+        seconds; then hang up the rest and record how far each got."""
+        for session in self.sessions():
+            if not session.dialled:
+                session.stop(SHUTDOWN)
         if not await self.wait_idle(grace):
             for session in self.sessions():
-                session.cancel()
+                session.stop(SHUTDOWN)
             await self.wait_idle()

@@ -41,11 +41,23 @@ GUARD = 10.0
 TEARDOWN = 10.0
 
 
-class _Cancel:
-    """Queued like an event, so a cancel is handled in order with the rest."""
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    """Queued like an event, so a stop is handled in order with the rest."""
+
+    why: str  # CANCEL | SHUTDOWN
 
 
-CANCEL = _Cancel()
+@dataclass(frozen=True, slots=True)
+class _Vanished:
+    """A leg is gone without events (found missing when resyncing after a reconnect)."""
+
+    channel_id: str
+
+
+CANCEL = "cancel"
+SHUTDOWN = "shutdown"
+_Item = Event | _Stop | _Vanished
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,8 @@ class Leg:
     cause: int | None = None
     sip_code: int | None = None
     protocol_id: str | None = None
+    confirmed_at: float | None = None  # originate answered 200: Asterisk has the channel
+    vanished: bool = False
 
     @property
     def gone(self) -> bool:
@@ -97,6 +111,14 @@ class Fenced(Exception):
     """The row is no longer ours to write (cancelled, or the lease was lost)."""
 
 
+class _ShuttingDown(Exception):  # noqa: N818 - a signal, not an error
+    """The service stops: hang up and record what the call reached."""
+
+
+# _dial_leg_a's answer when a shutdown sent the row back to the queue before dialling.
+_RELEASED = Outcome(status="pending", result="error", reason="released at shutdown")
+
+
 class CallSession:
     def __init__(self, req: CallbackRequest, *, ari: AriPort, store: StorePort,
                  identities: IdentityObjects, limiter: RateLimiter, ids: Ids,
@@ -108,10 +130,10 @@ class CallSession:
         self._limiter = limiter
         self._ids = ids
         self._cfg = config
-        self._queue: asyncio.Queue[Event | _Cancel] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._legs: dict[str, Leg] = {}
         self._identity_keys: list[str] = []
-        self._cancelled = False
+        self._stopping: str | None = None
         self._bridge_id: str | None = None
         self._loop = asyncio.get_running_loop()
         self._log = _RequestLog(log, {"request_id": req.id})
@@ -125,8 +147,24 @@ class CallSession:
         self._queue.put_nowait(event)
 
     def cancel(self) -> None:
-        self._cancelled = True
-        self._queue.put_nowait(CANCEL)
+        self.stop(CANCEL)
+
+    def stop(self, why: str) -> None:
+        """Cancel (the row was cancelled) or shut down (the service stops)."""
+        if self._stopping is None:
+            self._stopping = why
+            self._queue.put_nowait(_Stop(why))
+
+    def vanished(self, channel_ids: set[str], listed_at: float) -> None:
+        """Resync after a reconnect: legs missing from ``channel_ids`` ended unseen.
+
+        Only legs Asterisk had confirmed before the list was asked for: one still being
+        originated may simply not be in it yet.
+        """
+        for leg in self._legs.values():
+            if (not leg.destroyed and leg.confirmed_at is not None
+                    and leg.confirmed_at < listed_at and leg.channel_id not in channel_ids):
+                self._queue.put_nowait(_Vanished(leg.channel_id))
 
     # -- the flow --------------------------------------------------------------------------------
 
@@ -135,24 +173,29 @@ class CallSession:
             outcome = await self._call()
         except Fenced:
             outcome = Outcome(status="cancelled", result="cancelled", reason="cancelled")
+        except _ShuttingDown:
+            outcome = self._shutdown_outcome()
         except Exception as exc:
             self._log.exception("call flow error", extra={"action": "error"})
             outcome = Outcome(status="failed", result="error",
                               reason=f"internal error: {type(exc).__name__}")
         finally:
             await self._teardown()
+        if outcome is None:
+            return
         outcome = self._with_leg_values(outcome)
         await self._write(outcome)
 
-    async def _call(self) -> Outcome:
+    async def _call(self) -> Outcome | None:
+        """The call; None when the row went back to the queue undialled (shutdown)."""
         try:
             plan = plan_call(self.req, needs_secret=self._cfg.dynamic_identity)
         except InvalidRequest as exc:
             self._log.warning("invalid request: %s", exc, extra={"action": "invalid_request"})
             return Outcome(status="failed", result="invalid_request", reason=str(exc))
-        if self._cancelled:
-            raise Fenced
         leg_a_outcome = await self._dial_leg_a(plan)
+        if leg_a_outcome is _RELEASED:
+            return None
         if leg_a_outcome is not None:
             return leg_a_outcome
         leg_b_outcome = await self._dial_leg_b(plan)
@@ -164,6 +207,12 @@ class CallSession:
         channel_id = self._ids.channel(self.req.id, self.req.attempts + 1, LEG_A)
         call_id = self.req.call_id or str(uuid.uuid4())
         await self._limiter.acquire()
+        if self._stopping == CANCEL:
+            raise Fenced
+        if self._stopping == SHUTDOWN:
+            await self._store.release(self.req)  # not dialled: back to the queue at once
+            self._log.info("released undialled", extra={"action": "release"})
+            return _RELEASED
         # Counted (and call_id written back) before anything can fail: retries stay bounded.
         pickup = await self._store.start_attempt(self.req, call_id, channel_id)
         if pickup is None:
@@ -216,8 +265,6 @@ class CallSession:
         """
         while leg.answered_at is None:
             item = await self._next(leg.originated_at + leg.timeout + GUARD)
-            if item is CANCEL:
-                raise Fenced
             if hangup_watch is not None and hangup_watch.gone:
                 raise _UserHangup
             if item is None:
@@ -253,8 +300,6 @@ class CallSession:
         deadline = self._loop.time() + self._cfg.max_call_duration
         while not (leg_a.gone or leg_b.gone):
             item = await self._next(deadline)
-            if item is CANCEL:
-                raise Fenced
             if item is None:
                 return Outcome(status="completed", result="answered",
                                reason="max call duration reached")
@@ -262,10 +307,19 @@ class CallSession:
 
     # -- outcomes --------------------------------------------------------------------------------
 
+    def _shutdown_outcome(self) -> Outcome:
+        reason = "hung up at service shutdown"
+        if self.phase == "bridged":
+            return Outcome(status="completed", result="answered", reason=reason)
+        return self._retry_or_fail("error", reason, retry=True)
+
     def _ended_by(self, leg_a: Leg, leg_b: Leg) -> Outcome:
-        first = leg_a if (leg_a.ended_at or 1e18) <= (leg_b.ended_at or 1e18) else leg_b
-        who = "caller" if first is leg_a else "destination"
-        return Outcome(status="completed", result="answered", reason=f"{who} hung up")
+        if leg_a.vanished or leg_b.vanished:
+            reason = "call lost while ARI was disconnected (Asterisk restart?)"
+        else:
+            first = leg_a if (leg_a.ended_at or 1e18) <= (leg_b.ended_at or 1e18) else leg_b
+            reason = f"{'caller' if first is leg_a else 'destination'} hung up"
+        return Outcome(status="completed", result="answered", reason=reason)
 
     def _leg_a_failed(self, failure: LegFailure, reason: str) -> Outcome:
         metrics.LEG_OUTCOMES.labels(LEG_A, failure.value).inc()
@@ -346,6 +400,7 @@ class CallSession:
             await self._hangup(leg)
             leg.ended_at = leg.ended_at or self._loop.time()
             return None
+        leg.confirmed_at = self._loop.time()
         metrics.ORIGINATED.labels(name).inc()
         self._log.info("originated", extra={"action": "originate", "leg": name,
                                             "channel_id": channel_id})
@@ -372,7 +427,7 @@ class CallSession:
             await self._quietly(self._ari.destroy_bridge(self._bridge_id))
         deadline = self._loop.time() + TEARDOWN
         while any(not leg.destroyed and leg.hung_up_by_us for leg in live):
-            if await self._next(deadline) is None:
+            if await self._next(deadline, stoppable=False) is None:
                 break
         now = self._loop.time()
         for leg in live:
@@ -381,8 +436,11 @@ class CallSession:
             await self._identities.release(key)
         self._identity_keys.clear()
 
-    async def _next(self, deadline: float) -> Event | _Cancel | None:
-        """The next event or cancel, after updating leg state; None at the deadline."""
+    async def _next(self, deadline: float, *, stoppable: bool = True) -> _Item | None:
+        """The next item, after updating leg state; None at the deadline.
+
+        A stop raises (Fenced for a cancel, _ShuttingDown) unless ``stoppable`` is False.
+        """
         remaining = deadline - self._loop.time()
         if remaining <= 0:
             return None
@@ -390,16 +448,22 @@ class CallSession:
             item = await asyncio.wait_for(self._queue.get(), remaining)
         except TimeoutError:
             return None
-        if not isinstance(item, _Cancel):
+        if isinstance(item, _Stop):
+            if stoppable:
+                raise Fenced if item.why == CANCEL else _ShuttingDown
+        else:
             self._observe(item)
         return item
 
-    def _observe(self, event: Event) -> None:
+    def _observe(self, event: Event | _Vanished) -> None:
         leg = self._leg_of(event.channel_id)
         if leg is None:
             return
         now = self._loop.time()
-        if isinstance(event, Dial):
+        if isinstance(event, _Vanished):
+            leg.destroyed = leg.vanished = True
+            leg.ended_at = leg.ended_at or now
+        elif isinstance(event, Dial):
             leg.rang = leg.rang or event.dialstatus == "RINGING"
         elif isinstance(event, ChannelStateChange):
             leg.rang = leg.rang or event.channel.state == "Ringing"
@@ -442,6 +506,8 @@ class _RequestLog(logging.LoggerAdapter[logging.Logger]):
 
 
 def _cause_text(leg: Leg) -> str:
+    if leg.vanished:
+        return "channel vanished while ARI was disconnected"
     text = f"cause {leg.cause}" if leg.cause is not None else "no cause"
     if leg.sip_code:
         text += f", SIP {leg.sip_code}"
