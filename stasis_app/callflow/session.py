@@ -134,6 +134,7 @@ class CallSession:
         self._legs: dict[str, Leg] = {}
         self._identity_keys: list[str] = []
         self._stopping: str | None = None
+        self._stopped = asyncio.Event()
         self._bridge_id: str | None = None
         self._loop = asyncio.get_running_loop()
         self._log = _RequestLog(log, {"request_id": req.id})
@@ -153,6 +154,7 @@ class CallSession:
         """Cancel (the row was cancelled) or shut down (the service stops)."""
         if self._stopping is None:
             self._stopping = why
+            self._stopped.set()
             self._queue.put_nowait(_Stop(why))
 
     def vanished(self, channel_ids: set[str], listed_at: float) -> None:
@@ -206,7 +208,7 @@ class CallSession:
     async def _dial_leg_a(self, plan: CallPlan) -> Outcome | None:
         channel_id = self._ids.channel(self.req.id, self.req.attempts + 1, LEG_A)
         call_id = self.req.call_id or str(uuid.uuid4())
-        await self._limiter.acquire()
+        await self._pace()
         if self._stopping == CANCEL:
             raise Fenced
         if self._stopping == SHUTDOWN:
@@ -244,7 +246,8 @@ class CallSession:
             endpoint = await self._endpoint(plan.leg_b)
         except AriError as exc:
             return self._leg_b_failed(LegFailure.FAILED, f"identity objects refused: {exc}")
-        await self._limiter.acquire()
+        # No CPS wait here: the user has answered and hears ringback; TWOWAY_MAX_CPS paces
+        # new callbacks (leg A), so the trunk sees at most twice that many INVITEs a second.
         leg = await self._originate(LEG_B, channel_id, endpoint, plan.leg_b, twoway_call_id,
                                     self._cfg.leg_b_timeout)
         if leg is None:
@@ -370,6 +373,14 @@ class CallSession:
                 metrics.TALK_TIME.observe(outcome.leg_b_duration)
 
     # -- legs ------------------------------------------------------------------------------------
+
+    async def _pace(self) -> None:
+        """Wait for a TWOWAY_MAX_CPS token, or until the session is stopped."""
+        token = asyncio.ensure_future(self._limiter.acquire())
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        await asyncio.wait((token, stopped), return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (token, stopped):
+            waiter.cancel()
 
     async def _endpoint(self, leg: LegPlan) -> str:
         if not self._cfg.dynamic_identity or leg.ha1 is None:
