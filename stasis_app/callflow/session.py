@@ -111,7 +111,7 @@ class Fenced(Exception):
     """The row is no longer ours to write (cancelled, or the lease was lost)."""
 
 
-class _ShuttingDown(Exception):  # noqa: N818 - a signal, not an error
+class _ShuttingDown(Exception):
     """The service stops: hang up and record what the call reached."""
 
 
