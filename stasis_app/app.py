@@ -34,7 +34,7 @@ from stasis_app.store.watcher import QueueWatcher
 
 log = logging.getLogger(__name__)
 
-QUEUE_STATS_INTERVAL = 5.0
+DB_PROBE_INTERVAL = 5.0
 READY_POLL = 0.05
 
 
@@ -69,9 +69,11 @@ class Service:
     http_url: str = ""  # the API (and health, unless TWOWAY_METRICS_LISTEN is set)
     metrics_url: str = ""  # /metrics, /healthz, /readyz
 
+    db_up: bool = True  # the last periodic query through the pool worked
+
     def readiness(self) -> dict[str, bool]:
         return {
-            "database": not self.pool.is_closing(),
+            "database": self.db_up,
             "listen": self.listener.connected,
             "ari": self.stream.connected,
         }
@@ -125,7 +127,8 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
             AriClient(settings, base_url=ari_url, observer=metrics.observe_ari))
 
         instance = settings.effective_instance_id
-        store = RequestStore(pool, instance, settings.lease_seconds)
+        store = RequestStore(pool, instance, settings.lease_seconds,
+                             retry_window=settings.db_retry_window)
         ids = Ids(settings.id_prefix)
         identities = IdentityObjects(ari.rest, trunk=settings.trunk_endpoint,
                                      realm=settings.sip_realm, prefix=settings.id_prefix)
@@ -181,10 +184,11 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
             asyncio.create_task(stream.run(), name="ari-events"),
             asyncio.create_task(listener.run(), name="listen"),
             asyncio.create_task(watcher.run(), name="watcher"),
-            asyncio.create_task(_every(settings.lease_seconds / 3, store.renew_leases),
-                                name="lease-heartbeat"),
-            asyncio.create_task(_every(QUEUE_STATS_INTERVAL, store.refresh_queue_gauges),
-                                name="queue-stats"),
+            asyncio.create_task(
+                _every(settings.lease_seconds / 3,
+                       lambda: store.renew_leases(engine.live_ids())),
+                name="lease-heartbeat"),
+            asyncio.create_task(_probe_database(service), name="db-probe"),
         ]
         log.info("service started", extra={"action": "start", "instance": instance,
                                            "ari_app": settings.ari_app})
@@ -210,11 +214,25 @@ def _bind_gauges(service: Service) -> None:
     metrics.LISTEN_CONNECTED.set_function(lambda: float(service.listener.connected))
 
 
+async def _probe_database(service: Service) -> None:
+    """Every few seconds: the queue gauges, and whether the pool reaches the database."""
+    while True:
+        try:
+            await asyncio.wait_for(service.store.refresh_queue_gauges(), DB_PROBE_INTERVAL)
+            service.db_up = True
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if service.db_up:
+                log.warning("database unreachable: %s", type(exc).__name__,
+                            extra={"action": "db_down"})
+            service.db_up = False
+        await asyncio.sleep(DB_PROBE_INTERVAL if service.db_up else DB_PROBE_INTERVAL / 5)
+
+
 async def _every(interval: float, job: Callable[[], Awaitable[None]]) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
             await job()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("periodic job failed: %s", type(exc).__name__,
                         extra={"action": "periodic_error"})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import asyncpg
 
 from stasis_app.app import running_service
 from stasis_app.simulator import Script, Simulator
 from tests.conftest import ServiceFactory, service_settings
+from tests.faults import CuttableProxy
 from tests.test_callflow import config_puts, final_row, insert, originates, row_of, until
 
 
@@ -108,3 +111,45 @@ async def test_shutdown_grace_then_hang_up_and_record(
     assert (row["status"], row["result"], row["result_reason"]) == (
         "failed", "error", "hung up at service shutdown")
     assert not sim.channels and not sim.bridges
+
+
+async def test_database_outage_during_a_call(db_url: str, pool: asyncpg.Pool,
+                                             sim: Simulator) -> None:
+    """The service reaches Postgres through a proxy we cut: the call goes on, its outcome is
+    written once the database is back, and readiness says what was down."""
+    url = urlsplit(db_url)
+    proxy = CuttableProxy(url.hostname or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    proxied = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}"))
+    sim.script("12345", Script(action="answer", hangup_after_ms=1500))
+    settings = service_settings(proxied, sim.base_url, listen_probe_interval=0.2)
+    async with running_service(settings) as service:
+        assert await service.wait_ready(10)
+        rid = await insert(pool)
+        await until(lambda: status_is(pool, rid, "bridged"))
+        await proxy.cut()
+        await until(lambda: not service.listener.connected, timeout=10)
+        assert service.readiness()["listen"] is False
+        # The destination hangs up while the database is away; the write waits.
+        await until(lambda: f"twoway-{rid}-1b" not in sim.channels, timeout=10)
+        assert (await row_of(pool, rid))["status"] == "bridged"
+        await proxy.restore()
+        row = await final_row(pool, rid)
+        assert (row["status"], row["result"], row["result_reason"]) == (
+            "completed", "answered", "destination hung up")
+        await until(lambda: all(service.readiness().values()), timeout=15)
+    await proxy.cut()
+
+
+async def test_backends_terminated_mid_call(pool: asyncpg.Pool, sim: Simulator,
+                                            start_service: ServiceFactory) -> None:
+    sim.script("12345", Script(action="answer", hangup_after_ms=500))
+    service = await start_service(listen_probe_interval=0.2)
+    rid = await insert(pool)
+    await until(lambda: status_is(pool, rid, "bridged"))
+    await pool.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    row = await final_row(pool, rid)
+    assert (row["status"], row["result"]) == ("completed", "answered")
+    await until(lambda: service.listener.reconnects >= 1 and service.listener.connected)

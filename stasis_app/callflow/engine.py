@@ -46,6 +46,9 @@ class CallEngine:
     def free_slots(self) -> int:
         return max(0, self._max_concurrent - len(self._sessions))
 
+    def live_ids(self) -> list[int]:
+        return list(self._sessions)
+
     def count_in_phase(self, phase: str) -> int:
         return sum(1 for session in self._sessions.values() if session.phase == phase)
 

@@ -31,12 +31,15 @@ FROM callback_requests WHERE status = 'pending'
 
 RENEW_LEASES = f"""
 UPDATE callback_requests SET lease_until = now() + make_interval(secs => $2)
-WHERE claimed_by = $1 AND status IN {LIVE}
+WHERE id = ANY($3::bigint[]) AND claimed_by = $1 AND status IN {LIVE}
 """
 
+# Idempotent (a retry after a lost reply must not count twice): the channel id names the attempt.
 START_ATTEMPT = """
 UPDATE callback_requests
-SET attempts = attempts + 1, call_id = $3, leg_a_channel_id = $4, dialled_at = now(),
+SET attempts = CASE WHEN leg_a_channel_id IS NOT DISTINCT FROM $4 THEN attempts
+                    ELSE attempts + 1 END,
+    call_id = $3, leg_a_channel_id = $4, dialled_at = now(),
     answered_at = NULL, connected_at = NULL, leg_b_channel_id = NULL, bridge_id = NULL,
     leg_a_sip_call_id = NULL, leg_b_sip_call_id = NULL,
     leg_a_cause = NULL, leg_a_sip_code = NULL, leg_b_cause = NULL, leg_b_sip_code = NULL,
@@ -49,15 +52,18 @@ RETURNING attempts,
 
 LEG_A_ANSWERED = """
 UPDATE callback_requests
-SET status = 'connecting', answered_at = now(), leg_a_sip_call_id = $3, twoway_call_id = $4,
-    leg_b_channel_id = $5
-WHERE id = $1 AND lease_token = $2 AND status = 'calling'
+SET status = 'connecting', answered_at = coalesce(answered_at, now()),
+    leg_a_sip_call_id = $3, twoway_call_id = $4, leg_b_channel_id = $5
+WHERE id = $1 AND lease_token = $2
+  AND (status = 'calling' OR status = 'connecting' AND leg_b_channel_id = $5)
 """
 
 BRIDGED = """
 UPDATE callback_requests
-SET status = 'bridged', connected_at = now(), bridge_id = $3, leg_b_sip_call_id = $4
-WHERE id = $1 AND lease_token = $2 AND status = 'connecting'
+SET status = 'bridged', connected_at = coalesce(connected_at, now()), bridge_id = $3,
+    leg_b_sip_call_id = $4
+WHERE id = $1 AND lease_token = $2
+  AND (status = 'connecting' OR status = 'bridged' AND bridge_id = $3)
 """
 
 # A cancel that raced the end keeps its status and result.
@@ -85,7 +91,7 @@ WHERE id = $1 AND lease_token = $2 AND status IN {LIVE}
 RELEASE = """
 UPDATE callback_requests
 SET status = 'pending', claimed_by = NULL, lease_token = NULL, lease_until = NULL
-WHERE id = $1 AND lease_token = $2 AND status = 'calling' AND leg_a_channel_id IS NULL
+WHERE id = $1 AND lease_token = $2 AND status = 'calling' AND attempts = $3
 """
 
 STATUS_OF = "SELECT status FROM callback_requests WHERE id = $1"

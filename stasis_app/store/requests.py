@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 
 from stasis_app import metrics
+from stasis_app.backoff import Backoff
 from stasis_app.store import queries
 from stasis_app.store.model import CallbackRequest
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# The database is unreachable or restarting: worth trying the same write again.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +47,33 @@ class Outcome:
 
 
 class RequestStore:
-    def __init__(self, pool: asyncpg.Pool, instance_id: str, lease_seconds: float) -> None:
+    """Claims and write-backs. Every write-back is idempotent and retried through a database
+    outage for up to ``retry_window`` seconds: live calls go on, results land once it is back.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, instance_id: str, lease_seconds: float,
+                 retry_window: float = 300.0) -> None:
         self.pool = pool
         self.instance_id = instance_id
         self.lease_seconds = lease_seconds
+        self.retry_window = retry_window
+
+    async def _retrying(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_window
+        backoff = Backoff(initial=0.1, maximum=5.0)
+        while True:
+            try:
+                return await write()
+            except TRANSIENT as exc:
+                if loop.time() >= deadline:
+                    raise
+                log.warning("database write failed, retrying: %s", type(exc).__name__,
+                            extra={"action": "db_retry", "write": what})
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _execute(self, what: str, query: str, *args: object) -> bool:
+        return _applied(await self._retrying(what, lambda: self.pool.execute(query, *args)))
 
     async def claim(self, limit: int) -> list[CallbackRequest]:
         rows = await self.pool.fetch(queries.CLAIM, limit, self.instance_id, self.lease_seconds)
@@ -47,8 +85,11 @@ class RequestStore:
         value: float | None = await self.pool.fetchval(queries.NEXT_DUE_IN)
         return value
 
-    async def renew_leases(self) -> None:
-        await self.pool.execute(queries.RENEW_LEASES, self.instance_id, self.lease_seconds)
+    async def renew_leases(self, request_ids: Collection[int]) -> None:
+        """Only the rows of live sessions: a row we stopped working on must expire."""
+        if request_ids:
+            await self.pool.execute(queries.RENEW_LEASES, self.instance_id, self.lease_seconds,
+                                    list(request_ids))
 
     async def start_attempt(self, req: CallbackRequest, call_id: str,
                             channel_id: str) -> float | None:
@@ -57,30 +98,29 @@ class RequestStore:
         Returns the pick-up latency (seconds since the row became due, by the database's clock),
         or None when the write was fenced off (cancelled, or the lease is lost).
         """
-        row = await self.pool.fetchrow(
-            queries.START_ATTEMPT, req.id, req.lease_token, call_id, channel_id)
+        row = await self._retrying("start_attempt", lambda: self.pool.fetchrow(
+            queries.START_ATTEMPT, req.id, req.lease_token, call_id, channel_id))
         return None if row is None else float(row["pickup_seconds"])
 
     async def leg_a_answered(self, req: CallbackRequest, sip_call_id: str | None,
                              twoway_call_id: str, leg_b_channel_id: str) -> bool:
-        return _applied(await self.pool.execute(
-            queries.LEG_A_ANSWERED, req.id, req.lease_token, sip_call_id, twoway_call_id,
-            leg_b_channel_id))
+        return await self._execute("leg_a_answered", queries.LEG_A_ANSWERED, req.id,
+                                   req.lease_token, sip_call_id, twoway_call_id,
+                                   leg_b_channel_id)
 
     async def bridged(self, req: CallbackRequest, bridge_id: str,
                       leg_b_sip_call_id: str | None) -> bool:
-        return _applied(await self.pool.execute(
-            queries.BRIDGED, req.id, req.lease_token, bridge_id, leg_b_sip_call_id))
+        return await self._execute("bridged", queries.BRIDGED, req.id, req.lease_token,
+                                   bridge_id, leg_b_sip_call_id)
 
     async def finish(self, req: CallbackRequest, outcome: Outcome) -> bool:
-        return _applied(await self.pool.execute(
-            queries.FINISH, req.id, req.lease_token, outcome.status, outcome.result,
-            outcome.reason, *outcome.leg_values()))
+        return await self._execute("finish", queries.FINISH, req.id, req.lease_token,
+                                   outcome.status, outcome.result, outcome.reason,
+                                   *outcome.leg_values())
 
     async def retry(self, req: CallbackRequest, outcome: Outcome, delay: float) -> bool:
-        return _applied(await self.pool.execute(
-            queries.RETRY, req.id, req.lease_token, outcome.result, outcome.reason, delay,
-            *outcome.leg_values()))
+        return await self._execute("retry", queries.RETRY, req.id, req.lease_token,
+                                   outcome.result, outcome.reason, delay, *outcome.leg_values())
 
     async def refresh_queue_gauges(self) -> None:
         row = await self.pool.fetchrow(queries.QUEUE_DEPTH)
@@ -88,7 +128,8 @@ class RequestStore:
         metrics.QUEUE_PENDING.set(row["pending"])
 
     async def release(self, req: CallbackRequest) -> bool:
-        return _applied(await self.pool.execute(queries.RELEASE, req.id, req.lease_token))
+        return await self._execute("release", queries.RELEASE, req.id, req.lease_token,
+                                   req.attempts)
 
     async def status_of(self, request_id: int) -> str | None:
         status: str | None = await self.pool.fetchval(queries.STATUS_OF, request_id)
