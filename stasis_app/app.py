@@ -138,7 +138,8 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
                             max_concurrent=settings.max_concurrent)
         watcher = QueueWatcher(store, batch=settings.claim_batch,
                                max_sleep=settings.poll_max_sleep,
-                               free_slots=engine.free_slots, on_claimed=engine.admit)
+                               free_slots=engine.free_slots, on_claimed=engine.admit,
+                               on_recovered=engine.adopt)
         engine.on_slot_freed = watcher.wake
         inbound = InboundTrigger(ari.rest, InboundStore(pool), settings)
         engine.on_foreign_start = inbound.on_start
@@ -153,7 +154,8 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
                 metrics.LISTEN_RECONNECTS.inc()
             watcher.wake()
 
-        listener = NotifyListener(url, on_notify=on_notify, on_up=on_listen_up,
+        listen_url = settings.listen_database_url.get_secret_value() or url
+        listener = NotifyListener(listen_url, on_notify=on_notify, on_up=on_listen_up,
                                   probe_interval=settings.listen_probe_interval)
 
         resync = Resync(ari.rest, engine, identities)

@@ -27,9 +27,12 @@ async def _wait_for_signal() -> None:
 
 
 async def cmd_run(settings: Settings) -> int:
+    from stasis_app import sdnotify
     from stasis_app.app import running_service
 
-    async with running_service(settings):
+    # The watchdog spans the shutdown grace too; READY=1 waits for DB, LISTEN and ARI.
+    async with sdnotify.watchdog(), running_service(settings) as service, \
+            sdnotify.lifecycle(service.readiness):
         await _wait_for_signal()
     return 0
 

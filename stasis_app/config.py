@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     # --- database -----------------------------------------------------------------------------
     database_url: SecretStr = SecretStr("")
+    # LISTEN needs a session: behind a transaction-pooling PgBouncer point this at Postgres
+    # directly (or at a session-pooled port). Empty: database_url.
+    listen_database_url: SecretStr = SecretStr("")
     data_dir: Path = Field(default_factory=_default_data_dir)
     db_pool_size: int = Field(default=10, ge=1, le=200)
 

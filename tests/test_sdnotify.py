@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from stasis_app import sdnotify
+from tests.conftest import ServiceFactory
 
 WAIT = 5.0  # upper bound of any receive; a passing test returns as soon as the datagram is there
 
@@ -143,3 +144,16 @@ async def test_stopping_before_ready_never_claims_ready(listener: Listener) -> N
 async def test_lifecycle_outside_systemd_is_silent() -> None:
     async with sdnotify.watchdog({}), sdnotify.lifecycle(lambda: {"ari": True}, {}, poll=0.01):
         pass
+
+
+async def test_ready_once_the_real_service_is_up(start_service: ServiceFactory,
+                                                 path_listener: Listener) -> None:
+    """How cli.cmd_run uses it: Service.readiness (database, LISTEN, ARI) gates READY=1."""
+    service = await start_service()
+    async with sdnotify.lifecycle(service.readiness, path_listener.env, poll=0.01):
+        messages = [await path_listener.arecv()]
+        while not messages[-1].startswith(sdnotify.READY):
+            assert messages[-1].startswith("STATUS=waiting for "), messages
+            messages.append(await path_listener.arecv())
+        assert all(service.readiness().values())
+    assert await path_listener.arecv() == "STOPPING=1\nSTATUS=stopping"

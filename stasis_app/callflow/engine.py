@@ -59,10 +59,17 @@ class CallEngine:
 
     def admit(self, requests: list[CallbackRequest]) -> None:
         metrics.CLAIMED.inc(len(requests))
+        self._start(requests, recovered=False)
+
+    def adopt(self, requests: list[CallbackRequest]) -> None:
+        """Live rows recovered from a lost instance."""
+        self._start(requests, recovered=True)
+
+    def _start(self, requests: list[CallbackRequest], *, recovered: bool) -> None:
         for req in requests:
             session = CallSession(req, ari=self._ari, store=self._store,
                                   identities=self._identities, limiter=self._limiter,
-                                  ids=self._ids, config=self._config)
+                                  ids=self._ids, config=self._config, recovered=recovered)
             self._sessions[req.id] = session
             task = asyncio.create_task(self._run(session), name=f"callback-{req.id}")
             self._tasks.add(task)

@@ -122,8 +122,9 @@ _RELEASED = Outcome(status="pending", result="error", reason="released at shutdo
 class CallSession:
     def __init__(self, req: CallbackRequest, *, ari: AriPort, store: StorePort,
                  identities: IdentityObjects, limiter: RateLimiter, ids: Ids,
-                 config: CallConfig) -> None:
+                 config: CallConfig, recovered: bool = False) -> None:
         self.req = req
+        self.recovered = recovered
         self._ari = ari
         self._store = store
         self._identities = identities
@@ -190,6 +191,8 @@ class CallSession:
 
     async def _call(self) -> Outcome | None:
         """The call; None when the row went back to the queue undialled (shutdown)."""
+        if self.recovered:
+            return await self._recover()
         try:
             plan = plan_call(self.req, needs_secret=self._cfg.dynamic_identity)
         except InvalidRequest as exc:
@@ -300,6 +303,9 @@ class CallSession:
             raise Fenced
         self.phase = "bridged"
         self._log.info("bridged", extra={"action": "bridged", "bridge_id": bridge_id})
+        return await self._watch_bridged(leg_a, leg_b)
+
+    async def _watch_bridged(self, leg_a: Leg, leg_b: Leg) -> Outcome:
         deadline = self._loop.time() + self._cfg.max_call_duration
         while not (leg_a.gone or leg_b.gone):
             item = await self._next(deadline)
@@ -307,6 +313,49 @@ class CallSession:
                 return Outcome(status="completed", result="answered",
                                reason="max call duration reached")
         return self._ended_by(leg_a, leg_b)
+
+    async def _recover(self) -> Outcome | None:
+        """A live row of a lost instance. Never dial again while one of its legs may live:
+        look its channels up by their deterministic ids first.
+
+        A bridged call whose legs both survived is adopted and finished normally (the
+        conversation goes on undisturbed); anything else still live is hung up, because the
+        step it was in (ringing, connecting) cannot be resumed reliably without its events.
+        """
+        req = self.req
+        self.phase = req.status
+        legs = [(LEG_A, req.leg_a_channel_id), (LEG_B, req.leg_b_channel_id)]
+        for name, channel_id in legs:
+            if channel_id is not None:
+                leg = self._legs[name] = Leg(name=name, channel_id=channel_id, timeout=0,
+                                             originated_at=self._loop.time())
+                await self._look_up(leg)
+        self._bridge_id = req.bridge_id
+        self._log.warning("recovering a request of a lost instance",
+                          extra={"action": "recover", "status": req.status})
+        if req.status == "calling" and LEG_A not in self._legs:
+            await self._store.release(req)  # claimed but never dialled
+            return None
+        live = [leg for leg in self._legs.values() if not leg.destroyed]
+        if req.status == "bridged" and len(live) == 2:
+            for leg in live:
+                leg.answered_at = self._loop.time()
+            return await self._watch_bridged(live[0], live[1])
+        if req.status == "bridged":
+            return Outcome(status="completed", result="answered",
+                           reason="ended while the service instance was lost")
+        return self._retry_or_fail("error", "service instance lost during the call; "
+                                   "its live legs were hung up", retry=True)
+
+    async def _look_up(self, leg: Leg) -> None:
+        try:
+            channel = await self._ari.get_channel(leg.channel_id)
+        except AriNotFound:
+            leg.destroyed = True
+            leg.ended_at = self._loop.time()
+            return
+        leg.confirmed_at = self._loop.time()
+        leg.protocol_id = channel.protocol_id
 
     # -- outcomes --------------------------------------------------------------------------------
 

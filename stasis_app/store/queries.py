@@ -18,8 +18,27 @@ WITH due AS (
 )
 UPDATE callback_requests r
 SET status = 'calling', claimed_by = $2, lease_token = gen_random_uuid(),
-    lease_until = now() + make_interval(secs => $3), claimed_at = now()
+    lease_until = now() + make_interval(secs => $3), claimed_at = now(),
+    -- cleared so a row in 'calling' without a channel id is known to be undialled
+    leg_a_channel_id = NULL, leg_b_channel_id = NULL, bridge_id = NULL
 FROM due WHERE r.id = due.id
+RETURNING {SELECT_COLUMNS}
+"""
+
+# Live rows whose instance stopped renewing the lease (it died, or lost the database for
+# longer than the lease), and, once at start-up, the rows this instance id held before a restart.
+RECOVER = f"""
+WITH lost AS (
+    SELECT id FROM callback_requests
+    WHERE status IN {LIVE} AND (lease_until < now() OR (claimed_by = $2 AND $4))
+    ORDER BY lease_until
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE callback_requests r
+SET claimed_by = $2, lease_token = gen_random_uuid(),
+    lease_until = now() + make_interval(secs => $3), claimed_at = now()
+FROM lost WHERE r.id = lost.id
 RETURNING {SELECT_COLUMNS}
 """
 

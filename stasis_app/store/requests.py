@@ -81,6 +81,12 @@ class RequestStore:
         claimed.sort(key=lambda r: (r.next_call, r.id))
         return claimed
 
+    async def recover(self, limit: int, *, own: bool) -> list[CallbackRequest]:
+        """Take over live rows whose lease ran out (``own``: also this instance id's rows)."""
+        rows = await self.pool.fetch(queries.RECOVER, limit, self.instance_id,
+                                     self.lease_seconds, own)
+        return [CallbackRequest.from_record(row) for row in rows]
+
     async def next_due_in(self) -> float | None:
         value: float | None = await self.pool.fetchval(queries.NEXT_DUE_IN)
         return value

@@ -26,12 +26,15 @@ _CONTENDED_RETRY = 0.05
 class QueueWatcher:
     def __init__(self, store: RequestStore, *, batch: int, max_sleep: float,
                  free_slots: Callable[[], int],
-                 on_claimed: Callable[[list[CallbackRequest]], None]) -> None:
+                 on_claimed: Callable[[list[CallbackRequest]], None],
+                 on_recovered: Callable[[list[CallbackRequest]], None] | None = None) -> None:
         self._store = store
         self._batch = batch
         self._max_sleep = max_sleep
         self._free_slots = free_slots
         self._on_claimed = on_claimed
+        self._on_recovered = on_recovered
+        self._recovered_own = False  # the start-up pass over this instance id's old rows
         self._wake = asyncio.Event()
         self._backoff = Backoff(maximum=max_sleep)
         self.paused = False
@@ -54,6 +57,18 @@ class QueueWatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
 
+    async def _recover(self) -> None:
+        """Rows other instances (or our previous life) left live: adopt or finish them."""
+        room = 0 if self.paused else min(self._free_slots(), self._batch)
+        if self._on_recovered is None or room <= 0:
+            return
+        recovered = await self._store.recover(room, own=not self._recovered_own)
+        self._recovered_own = True
+        if recovered:
+            log.warning("recovered %d live requests of a lost instance", len(recovered),
+                        extra={"action": "recover"})
+            self._on_recovered(recovered)
+
     async def _round(self) -> float:
         """Claim what fits; return how long to sleep before the next round."""
         while True:
@@ -65,6 +80,7 @@ class QueueWatcher:
                 self._on_claimed(claimed)
             if len(claimed) < room:
                 break
+        await self._recover()
         due_in = await self._store.next_due_in()
         if due_in is None:
             return self._max_sleep

@@ -1,0 +1,97 @@
+"""kill -9 of a real `twoway-callback run` process mid-call, then recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from stasis_app.app import running_service
+from stasis_app.simulator import Script, Simulator
+from tests.conftest import REALM, service_settings
+from tests.test_callflow import final_row, insert, originates, row_of, until
+
+
+async def spawn(db_url: str, sim: Simulator, **env: str) -> asyncio.subprocess.Process:
+    environment = {**os.environ, "TWOWAY_DATABASE_URL": db_url, "TWOWAY_ARI_URL": sim.base_url,
+                   "TWOWAY_ARI_USER": "twoway", "TWOWAY_ARI_PASSWORD": "ari-secret-pw",
+                   "TWOWAY_SIP_REALM": REALM, "TWOWAY_HTTP_LISTEN": "127.0.0.1:0",
+                   "TWOWAY_LOG_LEVEL": "WARNING", **env}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stasis_app.cli", "run", env=environment,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    started: list[asyncio.subprocess.Process] = []
+    yield started
+    for proc in started:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def request_index(sim: Simulator, method: str, predicate: Any) -> int:
+    for index, record in enumerate(sim.requests):
+        if record.method == method and predicate(record):
+            return index
+    raise AssertionError("request not found")
+
+
+@pytest.mark.parametrize("same_instance_id", [True, False])
+async def test_kill_9_mid_call_then_recovery(
+        db_url: str, pool: asyncpg.Pool, sim: Simulator,
+        processes: list[asyncio.subprocess.Process], same_instance_id: bool) -> None:
+    # Long enough to outlive the 5 s lease that another instance waits for.
+    sim.script("12345", Script(action="answer", hangup_after_ms=8000))
+    sim.script("99999", Script(action="noanswer"))
+    proc = await spawn(db_url, sim, TWOWAY_INSTANCE_ID="node-1", TWOWAY_LEASE_SECONDS="5",
+                       TWOWAY_LEG_A_TIMEOUT="60", TWOWAY_RETRY_DELAY="0.2")
+    processes.append(proc)
+    await sim.wait_for(lambda: sim.app_connected("twoway-callback"), timeout=20)
+    bridged = await insert(pool)
+    ringing = await insert(pool, original_cli="99999")
+    await until(lambda: _status(pool, bridged, "bridged"), timeout=20)
+    await until(lambda: f"twoway-{ringing}-1a" in sim.channels, timeout=20)
+
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    pending = await insert(pool, original_cli="55555")  # due while nobody runs
+    sim.script("99999", Script(action="answer"))
+
+    # A restart keeps its instance id (and recovers its rows at once); another instance
+    # takes them over when their lease has run out.
+    instance = "node-1" if same_instance_id else "node-2"
+    settings = service_settings(db_url, sim.base_url, instance_id=instance, lease_seconds=5,
+                                poll_max_sleep=1, retry_delay=0.2)
+    async with running_service(settings) as service:
+        assert await service.wait_ready(10)
+        rows = {rid: await final_row(pool, rid, timeout=30)
+                for rid in (bridged, ringing, pending)}
+
+    # The bridged call survived the crash: adopted, finished when the destination hung up.
+    assert (rows[bridged]["status"], rows[bridged]["result"]) == ("completed", "answered")
+    assert rows[bridged]["result_reason"] == "destination hung up"
+    assert sim.channel(f"twoway-{bridged}-1b").end == "far_end_hangup"
+    # The ringing leg was hung up before the row was dialled again.
+    assert (rows[ringing]["status"], rows[ringing]["attempts"]) == ("completed", 2)
+    hung_up = request_index(sim, "DELETE", lambda r: r.path == f"/channels/twoway-{ringing}-1a")
+    redial = request_index(sim, "POST", lambda r: r.path == "/channels"
+                           and r.query.get("channelId") == f"twoway-{ringing}-2a")
+    assert hung_up < redial
+    # Every request dialled leg A exactly once per attempt.
+    leg_a = [o.query["channelId"] for o in originates(sim) if o.query["channelId"].endswith("a")]
+    assert sorted(leg_a) == sorted([f"twoway-{bridged}-1a", f"twoway-{ringing}-1a",
+                                    f"twoway-{ringing}-2a", f"twoway-{pending}-1a"])
+    assert rows[pending]["attempts"] == 1
+
+
+async def _status(pool: asyncpg.Pool, rid: int, status: str) -> bool:
+    return bool((await row_of(pool, rid))["status"] == status)
