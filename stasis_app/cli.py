@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 from stasis_app import __version__
 from stasis_app.config import LogFormat, Settings, parse_listen
@@ -17,13 +18,26 @@ from stasis_app.logs import setup_logging
 log = logging.getLogger("stasis_app")
 
 
-async def _wait_for_signal() -> None:
+async def _wait_for_signal(then: Callable[[], None] | None = None) -> None:
+    """Until SIGTERM or SIGINT; a second one calls ``then`` (hurry the shutdown)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def first() -> None:
+        stop.set()
+        if then is not None:  # re-armed in the handler itself: no window for a lost signal
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, _second_signal, then)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, first)
     await stop.wait()
     log.info("signal received, shutting down", extra={"action": "shutdown"})
+
+
+def _second_signal(then: Callable[[], None]) -> None:
+    log.warning("second signal: hanging up every call now", extra={"action": "shutdown_now"})
+    then()
 
 
 async def cmd_run(settings: Settings) -> int:
@@ -33,7 +47,7 @@ async def cmd_run(settings: Settings) -> int:
     # The watchdog spans the shutdown grace too; READY=1 waits for DB, LISTEN and ARI.
     async with sdnotify.watchdog(), running_service(settings) as service, \
             sdnotify.lifecycle(service.readiness):
-        await _wait_for_signal()
+        await _wait_for_signal(then=service.engine.hurry)
     return 0
 
 

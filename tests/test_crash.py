@@ -18,14 +18,15 @@ from tests.conftest import REALM, service_settings
 from tests.test_callflow import final_row, insert, originates, row_of, until
 
 
-async def spawn(db_url: str, sim: Simulator, **env: str) -> asyncio.subprocess.Process:
+async def spawn(db_url: str, sim: Simulator, stderr: int = asyncio.subprocess.DEVNULL,
+                **env: str) -> asyncio.subprocess.Process:
     environment = {**os.environ, "TWOWAY_DATABASE_URL": db_url, "TWOWAY_ARI_URL": sim.base_url,
                    "TWOWAY_ARI_USER": "twoway", "TWOWAY_ARI_PASSWORD": "ari-secret-pw",
                    "TWOWAY_SIP_REALM": REALM, "TWOWAY_HTTP_LISTEN": "127.0.0.1:0",
                    "TWOWAY_LOG_LEVEL": "WARNING", **env}
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "stasis_app.cli", "run", env=environment,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
 
 
 @pytest.fixture
@@ -95,3 +96,28 @@ async def test_kill_9_mid_call_then_recovery(
 
 async def _status(pool: asyncpg.Pool, rid: int, status: str) -> bool:
     return bool((await row_of(pool, rid))["status"] == status)
+
+
+async def test_second_signal_hangs_up_at_once_and_records(
+        db_url: str, pool: asyncpg.Pool, sim: Simulator,
+        processes: list[asyncio.subprocess.Process]) -> None:
+    proc = await spawn(db_url, sim, stderr=asyncio.subprocess.PIPE, TWOWAY_SHUTDOWN_GRACE="3600",
+                       TWOWAY_LOG_LEVEL="INFO")
+    processes.append(proc)
+    await sim.wait_for(lambda: sim.app_connected("twoway-callback"), timeout=20)
+    rid = await insert(pool)  # answered on both legs, never hung up by the far end
+    await until(lambda: _status(pool, rid, "bridged"), timeout=20)
+    proc.send_signal(signal.SIGTERM)  # the grace would let the call go on for an hour...
+    await asyncio.wait_for(_log_line(proc, '"action": "shutdown"'), 20)
+    proc.send_signal(signal.SIGTERM)  # ...the second signal ends it now
+    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    row = await row_of(pool, rid)
+    assert (row["status"], row["result"], row["result_reason"]) == (
+        "completed", "answered", "hung up at service shutdown")
+    assert not sim.channels
+
+
+async def _log_line(proc: asyncio.subprocess.Process, needle: str) -> None:
+    assert proc.stderr is not None
+    while needle not in (await proc.stderr.readline()).decode():
+        pass

@@ -124,6 +124,11 @@ class CallEngine:
         for session in self._sessions.values():
             session.vanished(channel_ids, listed_at)
 
+    def hurry(self) -> None:
+        """A second signal: no more grace, hang up and record every call now."""
+        for session in self.sessions():
+            session.stop(SHUTDOWN)
+
     async def shutdown(self, grace: float) -> None:
         """Release what is not dialled yet at once; let live calls go on for ``grace``
         seconds; then hang up the rest and record how far each got."""
