@@ -74,7 +74,7 @@ class Service:
     def readiness(self) -> dict[str, bool]:
         return {
             "database": self.db_up,
-            "listen": self.listener.connected,
+            "listen": self.listener.connected or not self.settings.listen_enabled,
             "ari": self.stream.connected,
         }
 
@@ -184,8 +184,9 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
         service.metrics_url = urls[-1]
         tasks = [
             asyncio.create_task(stream.run(), name="ari-events"),
-            asyncio.create_task(listener.run(), name="listen"),
             asyncio.create_task(watcher.run(), name="watcher"),
+            *([asyncio.create_task(listener.run(), name="listen")]
+              if settings.listen_enabled else []),
             asyncio.create_task(
                 _every(settings.lease_seconds / 3,
                        lambda: store.renew_leases(engine.live_ids())),

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     poll_max_sleep: float = Field(default=10.0, gt=0)
     claim_batch: int = Field(default=100, ge=1, le=5000)
     listen_probe_interval: float = Field(default=5.0, gt=0)
+    listen_enabled: bool = True  # false: poll only (benchmark comparison, exotic poolers)
     db_retry_window: float = Field(default=300.0, ge=0)
 
     # --- call flow ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from stasis_app.simulator.control import ControlRoutes
 from stasis_app.simulator.core import Pbx
 from stasis_app.simulator.dynconfig import Key
 from stasis_app.simulator.errors import SimulatorError
+from stasis_app.simulator.faults import DEFAULT_MESSAGE, EventFault, Fault, Faults, FaultyApps
 from stasis_app.simulator.middleware import AriMiddleware
 from stasis_app.simulator.model import RequestRecord, SimBridge, SimChannel
 from stasis_app.simulator.rest import AriRoutes
@@ -31,9 +32,12 @@ class Simulator:
 
     def __init__(self, cfg: SimulatorConfig | None = None) -> None:
         self.cfg = cfg if cfg is not None else SimulatorConfig()
-        self._apps = AppRegistry(self.cfg.asterisk_id)
+        self._faults = Faults()
+        self._apps = FaultyApps(self.cfg.asterisk_id, self._faults)
         self._pbx = Pbx(self.cfg, self._apps, self._changed)
         self.requests: list[RequestRecord] = []
+        # Called with every recorded request (benchmarks time originates with it).
+        self.request_observer: Callable[[RequestRecord], None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -41,7 +45,7 @@ class Simulator:
     # --- lifecycle -----------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
-        middleware = AriMiddleware(self.cfg.user, self.cfg.password, self._record)
+        middleware = AriMiddleware(self.cfg.user, self.cfg.password, self._record, self._faults)
         app = web.Application(middlewares=[middleware.handle])
         app.add_routes(EventsRoute(self._pbx).routes())
         app.add_routes(AriRoutes(self._pbx).routes())
@@ -115,10 +119,55 @@ class Simulator:
         else:
             self._pbx.scripts[number] = script
 
+    @property
+    def faults(self) -> list[Fault]:
+        """The faults still active (used-up ones are gone), in the order they apply."""
+        return self._faults.active
+
+    def fault(
+        self,
+        method: str,
+        path_prefix: str,
+        *,
+        status: int | None = None,
+        delay_ms: int = 0,
+        delay_after_ms: int = 0,
+        times: int | None = None,
+        message: str = DEFAULT_MESSAGE,
+        query: dict[str, str] | None = None,
+    ) -> Fault:
+        """Make matching ARI REST requests slow or failing (see ``faults.py``): ``method``
+        (``*`` for any) and the path without ``/ari``, e.g. ``sim.fault("POST", "/channels",
+        status=500, times=1)``. ``query``: parameter -> substring it must contain."""
+        return self._faults.add(Fault(method, path_prefix, status=status, delay_ms=delay_ms,
+                                      delay_after_ms=delay_after_ms, times=times,
+                                      message=message, query=dict(query or {})))
+
+    @property
+    def event_faults(self) -> list[EventFault]:
+        return self._faults.events
+
+    def lose_events(
+        self, event_type: str, *, channel_prefix: str = "", times: int | None = None
+    ) -> EventFault:
+        """Events of ``event_type`` (``*``: any) for channels whose id starts with
+        ``channel_prefix`` never reach the app, e.g. ``sim.lose_events("ChannelDestroyed")``."""
+        return self._faults.add_event(EventFault(event_type, channel_prefix, times))
+
+    def set_faults(self, faults: list[Fault | EventFault]) -> None:
+        """Replace every fault (REST and event faults)."""
+        self._faults.replace(faults)
+
+    def clear_faults(self) -> None:
+        """No more faults: ARI answers normally and every event arrives."""
+        self._faults.clear()
+
     def clear_requests(self) -> None:
         self.requests.clear()
 
     def _record(self, record: RequestRecord) -> None:
+        if self.request_observer is not None:
+            self.request_observer(record)
         self.requests.append(record)
         if len(self.requests) > self.cfg.keep_requests:
             del self.requests[: len(self.requests) // 2]  # amortised trim
