@@ -16,6 +16,7 @@ RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # --- runtime: no compilers, no pip cache, no source tree --------------------------------------
 FROM ${PYTHON_IMAGE}
+# The API binds 0.0.0.0 here, so the service refuses to start without TWOWAY_API_TOKENS.
 ENV PATH=/opt/twoway-callback/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -20,9 +20,9 @@ from stasis_app.simulator import Script
 from tests.pg import PgTestServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# Every number answers at once; the destination (12345) hangs up after a short talk.
+# Every number answers at once; the destination (12345) hangs up after a 1 s talk.
 ANSWER = Script(action="answer")
-SHORT_TALK = {"12345": Script(action="answer", hangup_after_ms=100)}
+SHORT_TALK = {"12345": Script(action="answer", hangup_after_ms=1000)}
 HELD = {"12345": ANSWER}  # nobody hangs up
 
 
@@ -54,11 +54,12 @@ async def throughput(pg: PgTestServer, count: int) -> dict[str, Any]:
         ids = await bench.insert_many(count)
         await bench.wait_rows(ids, ("completed", "failed"), 600)
         elapsed = time.monotonic() - start
-        completed = await bench.pool.fetchval(
-            "SELECT count(*) FROM callback_requests WHERE result = 'answered'")
+        results = {r["result"]: r["n"] for r in await bench.pool.fetch(
+            "SELECT result, count(*) AS n FROM callback_requests GROUP BY result")}
+        completed = results.get("answered", 0)
         ari_requests = await _ari_request_count(bench)
         rss = bench.rss_mb()
-    return {"requests": count, "completed": completed, "seconds": elapsed,
+    return {"requests": count, "completed": completed, "results": results, "seconds": elapsed,
             "callbacks_per_s": completed / elapsed, "ari_requests_per_callback":
             ari_requests / count, "rss_mb": rss}
 

@@ -105,9 +105,9 @@ async def _spawn_service(bench: Bench, env: dict[str, str]) -> None:
         "TWOWAY_HTTP_LISTEN": f"127.0.0.1:{port}", "TWOWAY_LOG_LEVEL": "WARNING",
         "TWOWAY_MAX_CPS": "100000", "TWOWAY_MAX_CONCURRENT": "20000",
         "TWOWAY_CLAIM_BATCH": "500", **env}
+    command = [sys.executable, "-m", "stasis_app.cli", "run"]
     bench.process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stasis_app.cli", "run", env=environment,
-        stdout=asyncio.subprocess.DEVNULL)
+        *command, env=environment, stdout=asyncio.subprocess.DEVNULL)
     bench.http_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     async with aiohttp.ClientSession() as http:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from stasis_app import metrics
+from stasis_app.api.routes import refuse_open_api
 from stasis_app.api.server import build_apps, serving
 from stasis_app.ari import AriClient, EventStream
 from stasis_app.callflow.engine import CallEngine
@@ -35,6 +36,7 @@ from stasis_app.store.watcher import QueueWatcher
 log = logging.getLogger(__name__)
 
 DB_PROBE_INTERVAL = 5.0
+
 READY_POLL = 0.05
 
 
@@ -95,13 +97,19 @@ async def ari_endpoint(settings: Settings) -> AsyncIterator[str]:
     if settings.ari_url:
         yield settings.ari_url
         return
-    from stasis_app.simulator import Simulator, SimulatorConfig
+    from stasis_app.simulator import Script, Simulator, SimulatorConfig
+
+    # Every number rings, answers, talks a few seconds and hangs up.
+    phones = Script(action="answer", ring_ms=500, answer_after_ms=1000,
+                    hangup_after_ms=5000)
 
     log.warning("TWOWAY_ARI_URL is empty: using the built-in ARI simulator, no real calls",
                 extra={"action": "simulator"})
     sim = Simulator(SimulatorConfig(user=settings.ari_user,
                                     password=settings.ari_password.get_secret_value(),
-                                    realm=settings.sip_realm or "softswitch.lab"))
+                                    realm=settings.sip_realm or "softswitch.lab",
+                                    accept_any_digest=True,
+                                    default_script=phones))
     url = await sim.start(host="127.0.0.1", port=0)
     try:
         yield url
@@ -113,6 +121,7 @@ async def ari_endpoint(settings: Settings) -> AsyncIterator[str]:
 async def running_service(settings: Settings, *, auto_migrate: bool = False,
                           ari_url: str | None = None) -> AsyncIterator[Service]:
     """Start every part; yield the running service; stop it on exit."""
+    refuse_open_api(settings)  # before anything starts: a clear error, nothing half-up
     async with contextlib.AsyncExitStack() as stack:
         url = await stack.enter_async_context(database_url(settings))
         pool = await create_pool(url, settings.db_pool_size)

@@ -12,8 +12,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from stasis_app.app import running_service
 from stasis_app.simulator import Script, Simulator
-from tests.conftest import ServiceFactory, ha1
+from tests.conftest import ServiceFactory, ha1, service_settings
 
 FINAL = ("completed", "failed", "cancelled")
 
@@ -353,3 +354,13 @@ async def test_concurrency_limit(pool: asyncpg.Pool, sim: Simulator,
         assert (await final_row(pool, rid, timeout=60))["result"] == "answered"
     assert 1 < peak <= 10
     assert len(originates(sim)) == 100
+
+
+async def test_without_an_asterisk_the_builtin_simulator_takes_calls(
+        db_url: str, pool: asyncpg.Pool) -> None:
+    settings = service_settings(db_url, "", ari_user="twoway", leg_a_timeout=30)
+    async with running_service(settings) as service:
+        assert await service.wait_ready(10)
+        rid = await insert(pool, md5secret=ha1("902", "any password works here"))
+        row = await final_row(pool, rid, timeout=30)
+    assert (row["status"], row["result"]) == ("completed", "answered")

@@ -287,9 +287,14 @@ def test_compose_validates_with_docker_compose(tmp_path: Path) -> None:
     compose = shutil.which("docker-compose")
     if compose is None:
         pytest.skip("docker-compose not installed (Debian package: docker-compose)")
+    env = {**os.environ, "TWOWAY_API_TOKENS": "a-token"}  # compose insists on one
     done = subprocess.run([compose, "-f", str(COMPOSE), "config", "-q"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
+    unset = {k: v for k, v in os.environ.items() if k != "TWOWAY_API_TOKENS"}
+    refused = subprocess.run([compose, "-f", str(COMPOSE), "config", "-q"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60, env=unset)
+    assert refused.returncode != 0 and "TWOWAY_API_TOKENS" in refused.stderr
 
 
 def test_compose_wiring() -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
 
 from stasis_app.api.auth import Guard
 from stasis_app.api.errors import INTERNAL_STATUS, ApiError, RateLimited, Unauthorized
@@ -18,8 +18,6 @@ from stasis_app.api.errors import INTERNAL_STATUS, ApiError, RateLimited, Unauth
 log = logging.getLogger(__name__)
 
 PREFIX = "/v1"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 

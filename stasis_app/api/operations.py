@@ -10,10 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stasis_app.api.errors import Conflict, NotFound
-from stasis_app.api.schemas import (CallbackCancelled, CallbackCreated, CallbackDetail,
-                                    CallbackPage)
-from stasis_app.api.validation import (IntakeRules, parse_create, parse_id,
-                                       parse_list_query)
+from stasis_app.api.schemas import CallbackCancelled, CallbackCreated, CallbackDetail, CallbackPage
+from stasis_app.api.validation import IntakeRules, parse_create, parse_id, parse_list_query
 from stasis_app.store.callbacks import CallbackStore
 
 View = dict[str, Any]

@@ -1,12 +1,80 @@
-"""The JSON API (/v1) and XML-RPC (/xmlrpc) routes."""
+"""The JSON API (/v1) and XML-RPC (/xmlrpc) routes, wired to one store and one guard."""
 
 from __future__ import annotations
+
+import ipaddress
+import logging
 
 import asyncpg
 from aiohttp import web
 
-from stasis_app.config import Settings
+from stasis_app.api.auth import Guard, TokenAuth
+from stasis_app.api.callbacks import CallbackHandlers
+from stasis_app.api.middleware import json_api_middleware
+from stasis_app.api.openapi import openapi_document
+from stasis_app.api.operations import Callbacks
+from stasis_app.api.ratelimit import TokenBuckets
+from stasis_app.api.validation import IntakeRules
+from stasis_app.api.xmlrpc import XmlRpcEndpoint
+from stasis_app.config import IdentityMode, Settings, parse_listen
+from stasis_app.errors import ConfigError
+from stasis_app.store.callbacks import CallbackStore
+
+log = logging.getLogger(__name__)
+
+ID = r"{id:[0-9]+}"
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # another host name: it may resolve to anything
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def refuse_open_api(settings: Settings) -> None:
+    """ConfigError when the API would serve the network without tokens (checked at start)."""
+    if settings.api_token_list:
+        return
+    host, _ = parse_listen(settings.http_listen)
+    if not is_loopback(host):
+        raise ConfigError(
+            f"TWOWAY_API_TOKENS is empty and TWOWAY_HTTP_LISTEN={settings.http_listen} is not "
+            "a loopback address: set API tokens, or bind the API to 127.0.0.1 / [::1]")
+
+
+def _tokens(settings: Settings) -> list[str]:
+    refuse_open_api(settings)
+    tokens = settings.api_token_list
+    if tokens:
+        return tokens
+    log.warning("TWOWAY_API_TOKENS is empty: the API on loopback accepts calls without a "
+                "token", extra={"action": "api_no_auth"})
+    return []
 
 
 def add_api_routes(app: web.Application, pool: asyncpg.Pool, settings: Settings) -> None:
-    """Mount the API on ``app``. (Filled in by the API issue.)"""
+    """Mount the API on ``app``; ConfigError when it would be open to the network."""
+    guard = Guard(TokenAuth(_tokens(settings)), TokenBuckets(settings.api_rate_limit))
+    callbacks = Callbacks(CallbackStore(pool), IntakeRules(
+        default_realm=settings.sip_realm,
+        require_secret=settings.identity_mode is IdentityMode.DYNAMIC))
+    handlers = CallbackHandlers(callbacks, settings.api_max_body)
+    document = openapi_document()
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.middlewares.append(json_api_middleware(guard))
+    app.router.add_post("/v1/callbacks", handlers.create)
+    app.router.add_get("/v1/callbacks", handlers.list)
+    app.router.add_get(f"/v1/callbacks/{ID}", handlers.get)
+    app.router.add_post(f"/v1/callbacks/{ID}/cancel", handlers.cancel)
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_post("/xmlrpc", XmlRpcEndpoint(callbacks, guard, settings.api_max_body).handle)
+

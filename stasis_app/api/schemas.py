@@ -13,8 +13,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict,
-                      Field, Strict, WithJsonSchema)
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+)
 
 from stasis_app.callflow.plan import CALL_ID, CLD_PREFIX, DIAL_STRING, HA1, TOKEN
 
@@ -38,22 +46,27 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     return check
 
 
-def _pattern_type(pattern: re.Pattern[str], what: str, **schema: Any) -> Any:
-    """A str type checked with ``pattern.fullmatch`` and documented with the same pattern."""
-    return Annotated[str, AfterValidator(_matching(pattern, what)),
-                     WithJsonSchema({"type": "string", "pattern": f"^(?:{pattern.pattern})$",
-                                     "description": what, **schema})]
+def _documented(pattern: re.Pattern[str], what: str, **extra: Any) -> WithJsonSchema:
+    """The JSON schema of a pattern-checked string: the same pattern, anchored."""
+    return WithJsonSchema({"type": "string", "pattern": f"^(?:{pattern.pattern})$",
+                           "description": what, **extra})
 
 
-DialString = _pattern_type(DIAL_STRING, "a dial string: digits, letters, + * # . _ - "
-                           "(1 to 64 characters)")
-SipName = _pattern_type(TOKEN, "a SIP user name: printable ASCII without blanks or quotes "
-                        "(1 to 128 characters)")
-CallId = _pattern_type(CALL_ID, "a Call-ID: printable ASCII without blanks or quotes "
-                       "(1 to 200 characters)")
-Ha1 = _pattern_type(HA1, "32 hex digits: HA1 = MD5(user:realm:password)", writeOnly=True)
-Realm = _pattern_type(REALM, "a digest realm: printable ASCII without '\"' or '\\' "
-                      "(1 to 128 characters)")
+_DIAL = "a dial string: digits, letters, + * # . _ - (1 to 64 characters)"
+_SIP_NAME = "a SIP user name: printable ASCII without blanks or quotes (1 to 128 characters)"
+_CALL_ID = "a Call-ID: printable ASCII without blanks or quotes (1 to 200 characters)"
+_HA1 = "32 hex digits: HA1 = MD5(user:realm:password)"
+_REALM = "a digest realm: printable ASCII without '\"' or '\\' (1 to 128 characters)"
+
+DialString = Annotated[str, AfterValidator(_matching(DIAL_STRING, _DIAL)),
+                       _documented(DIAL_STRING, _DIAL)]
+SipName = Annotated[str, AfterValidator(_matching(TOKEN, _SIP_NAME)),
+                    _documented(TOKEN, _SIP_NAME)]
+CallId = Annotated[str, AfterValidator(_matching(CALL_ID, _CALL_ID)),
+                   _documented(CALL_ID, _CALL_ID)]
+Ha1 = Annotated[str, AfterValidator(_matching(HA1, _HA1)),
+                _documented(HA1, _HA1, writeOnly=True)]
+Realm = Annotated[str, AfterValidator(_matching(REALM, _REALM)), _documented(REALM, _REALM)]
 
 
 def _original_cld(value: str) -> str:
@@ -66,7 +79,8 @@ def _original_cld(value: str) -> str:
 
 OriginalCld = Annotated[str, AfterValidator(_original_cld), WithJsonSchema({
     "type": "string",
-    "pattern": f"^(?:(?:{CLD_PREFIX})?{DIAL_STRING.pattern})$",
+    # Exactly the validator's rule: with the prefix, the rest is the CLD; else all of it.
+    "pattern": f"^(?:{CLD_PREFIX}{DIAL_STRING.pattern}|(?!{CLD_PREFIX}){DIAL_STRING.pattern})$",
     "description": f"the destination: '{CLD_PREFIX}<CLD>' or a bare CLD (stored with the "
                    "prefix)"})]
 
@@ -99,8 +113,7 @@ class CallbackCreate(BaseModel):
     them into HA1 for the digest user of leg A and stores only that).
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True,
-                              title="CallbackCreate")
+    model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 
     username: SipName
     authname: SipName | None = None
@@ -132,7 +145,7 @@ class CallbackCreate(BaseModel):
 class ListQuery(BaseModel):
     """``GET /v1/callbacks`` query parameters (all optional)."""
 
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, title="ListQuery")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     status: list[Status] | None = Field(
         default=None, description="only these statuses (comma-separated)")
@@ -149,14 +162,14 @@ class ListQuery(BaseModel):
 # --- responses ---------------------------------------------------------------------------
 
 class CallbackCreated(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="CallbackCreated")
+    model_config = ConfigDict(extra="forbid")
 
     id: int
     status: Status
 
 
 class CallbackCancelled(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="CallbackCancelled")
+    model_config = ConfigDict(extra="forbid")
 
     id: int
     status: Status
@@ -164,7 +177,7 @@ class CallbackCancelled(BaseModel):
 
 
 class HistoryEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="HistoryEntry")
+    model_config = ConfigDict(extra="forbid")
 
     at: datetime
     old_status: Status | None
@@ -177,7 +190,7 @@ class HistoryEntry(BaseModel):
 class Callback(BaseModel):
     """A row without its secrets (``md5secret``, ``twoway_md5secret``) or ``lease_token``."""
 
-    model_config = ConfigDict(extra="forbid", title="Callback")
+    model_config = ConfigDict(extra="forbid")
 
     id: int
     status: Status
@@ -220,33 +233,33 @@ class Callback(BaseModel):
 
 
 class CallbackDetail(Callback):
-    model_config = ConfigDict(extra="forbid", title="CallbackDetail")
+    model_config = ConfigDict(extra="forbid")
 
     history: list[HistoryEntry]
 
 
 class CallbackPage(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="CallbackPage")
+    model_config = ConfigDict(extra="forbid")
 
     items: list[Callback]
     next_cursor: str | None = Field(description="pass as cursor for the next page; null at "
                                                 "the end")
 
 
-class FieldProblemBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="FieldProblem")
+class FieldProblem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
     field: str
     reason: str
 
 
 class ErrorBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="Error")
+    model_config = ConfigDict(extra="forbid")
 
     error: str = Field(description="invalid, not_found, conflict, unauthorized, bad_request, "
                                    "rate_limited, too_large, method_not_allowed, internal")
     message: str | None = None
-    fields: list[FieldProblemBody] | None = Field(default=None, description="with invalid")
+    fields: list[FieldProblem] | None = Field(default=None, description="with invalid")
     status: Status | None = Field(default=None, description="with conflict: the final status")
 
 

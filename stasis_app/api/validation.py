@@ -109,8 +109,8 @@ def parse_id(value: object) -> int:
 
     An id that cannot exist (0, negative, past bigint) is simply not found.
     """
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
-        value = int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value) if len(value) <= 20 else MAX_ID + 1
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidInput([Problem("id", "must be an integer")])
     if not 1 <= value <= MAX_ID:

@@ -31,6 +31,7 @@ def _refuse(*_args: object) -> None:
 def parse_call(body: bytes) -> tuple[str, tuple[Any, ...]]:
     """The method name and parameters of a methodCall; BadRequest for anything else."""
     unmarshaller = xmlrpc.client.Unmarshaller()
+    unmarshaller.xml("", None)  # no encoding: expat hands over str (as in ExpatParser)
     parser = expat.ParserCreate(None, None)
     parser.StartElementHandler = unmarshaller.start
     parser.EndElementHandler = unmarshaller.end

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 
 from stasis_app import metrics
-from stasis_app.ari.events import Event, StasisStart
+from stasis_app.ari.events import ChannelStateChange, Dial, Event, StasisStart
 from stasis_app.callflow.identity import IdentityObjects
 from stasis_app.callflow.ids import Ids
 from stasis_app.callflow.limits import RateLimiter
@@ -18,6 +18,8 @@ from stasis_app.store.model import CallbackRequest
 log = logging.getLogger(__name__)
 
 CANCEL_PREFIX = "cancel:"
+# Events that say a channel is alive (late ChannelDestroyed and the like say nothing new).
+LIVE_CHANNEL_EVENTS = (StasisStart, Dial, ChannelStateChange)
 
 
 class CallEngine:
@@ -33,6 +35,8 @@ class CallEngine:
         self._max_concurrent = max_concurrent
         self._sessions: dict[int, CallSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._orphans: set[str] = set()  # bounded by the calls that go wrong this way
+        self._orphan_tasks: set[asyncio.Task[bool]] = set()
         self.on_slot_freed = on_slot_freed
         # Inbound trigger calls (not ours by id) go here; set by the inbound handler.
         self.on_foreign_start: Callable[[StasisStart], None] | None = None
@@ -85,8 +89,28 @@ class CallEngine:
                 self.on_foreign_start(event)
             return
         session = self._sessions.get(parsed.request_id)
-        if session is not None:
+        if session is not None and session.owns(channel_id):
             session.deliver(event)
+        elif isinstance(event, LIVE_CHANNEL_EVENTS):
+            self._hang_up_orphan(channel_id)
+
+    def _hang_up_orphan(self, channel_id: str) -> None:
+        """A channel of ours that no session drives (an originate Asterisk acted on after we
+        gave up on it): never leave a phone ringing with nobody behind it."""
+        if channel_id in self._orphans:
+            return
+        self._orphans.add(channel_id)
+        log.warning("hanging up a channel no call drives",
+                    extra={"action": "orphan_hangup", "channel_id": channel_id})
+        task = asyncio.create_task(self._ari.hangup(channel_id))
+        self._orphan_tasks.add(task)
+        task.add_done_callback(self._orphan_done)
+
+    def _orphan_done(self, task: asyncio.Task[bool]) -> None:
+        self._orphan_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("orphan hangup failed: %s", task.exception(),
+                        extra={"action": "orphan_hangup_failed"})
 
     def on_notify(self, payload: str) -> None:
         if not payload.startswith(CANCEL_PREFIX):

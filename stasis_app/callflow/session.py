@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 GUARD = 10.0
 # How long to wait for ChannelDestroyed (final causes) after hanging up.
 TEARDOWN = 10.0
+# How long a failed bridging waits for the hangup events that may explain it.
+SETTLE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,9 +297,13 @@ class CallSession:
             self._bridge_id = bridge_id
             await self._ari.add_channels(bridge_id, [leg_a.channel_id, leg_b.channel_id])
         except AriError as exc:
-            if leg_a.gone or leg_b.gone:  # a leg hung up while we were bridging
-                return self._ended_by(leg_a, leg_b)
-            return Outcome(status="failed", result="error", reason=f"bridge failed: {exc}")
+            # A leg that hung up while we were bridging: its events may lag the REST answer.
+            deadline = self._loop.time() + SETTLE
+            while not (leg_a.gone or leg_b.gone):
+                if await self._next(deadline) is None:
+                    return Outcome(status="failed", result="error",
+                                   reason=f"bridge failed: {exc}")
+            return self._ended_by(leg_a, leg_b)
         await self._quietly(self._ari.ring_stop(leg_a.channel_id))
         if not await self._store.bridged(self.req, bridge_id, leg_b.protocol_id):
             raise Fenced
@@ -471,9 +477,10 @@ class CallSession:
             return
         leg.hung_up_by_us = True
         try:
-            await self._ari.hangup(leg.channel_id)
-        except AriNotFound:
-            leg.destroyed = True
+            if not await self._ari.hangup(leg.channel_id):  # 404: no such channel (any more)
+                self._observe_queued()  # its last events may be here already: keep the causes
+                leg.destroyed = True
+                leg.ended_at = leg.ended_at or self._loop.time()
         except AriError as exc:
             self._log.warning("hangup failed: %s", exc,
                               extra={"action": "hangup_failed", "channel_id": leg.channel_id})
@@ -501,19 +508,37 @@ class CallSession:
 
         A stop raises (Fenced for a cancel, _ShuttingDown) unless ``stoppable`` is False.
         """
-        remaining = deadline - self._loop.time()
-        if remaining <= 0:
-            return None
-        try:
-            item = await asyncio.wait_for(self._queue.get(), remaining)
-        except TimeoutError:
-            return None
+        if self._queue.empty():
+            if deadline <= self._loop.time():
+                return None
+            try:  # a deadline on the await itself: no task per event, unlike wait_for
+                async with asyncio.timeout_at(deadline):
+                    item = await self._queue.get()
+            except TimeoutError:
+                return None
+        else:
+            item = self._queue.get_nowait()
         if isinstance(item, _Stop):
             if stoppable:
                 raise Fenced if item.why == CANCEL else _ShuttingDown
         else:
             self._observe(item)
         return item
+
+    def _observe_queued(self) -> None:
+        """Apply every event already queued, without waiting; stops stay queued."""
+        stops: list[_Item] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Stop):
+                stops.append(item)
+            else:
+                self._observe(item)
+        for stop in stops:
+            self._queue.put_nowait(stop)
+
+    def owns(self, channel_id: str) -> bool:
+        return any(leg.channel_id == channel_id for leg in self._legs.values())
 
     def _observe(self, event: Event | _Vanished) -> None:
         leg = self._leg_of(event.channel_id)

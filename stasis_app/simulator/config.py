@@ -87,6 +87,8 @@ class SimulatorConfig:
     version: int = 22
     realm: str = "softswitch.lab"
     accounts: dict[str, str] = field(default_factory=dict)
+    # The built-in simulator of `run` without TWOWAY_ARI_URL: any well-formed identity passes.
+    accept_any_digest: bool = False
     trunk_requires_auth: bool = False
     default_script: Script = field(default_factory=Script)
     trunk_endpoint: str = "softswitch"

@@ -215,6 +215,8 @@ class Pbx:
         auth = self.config.auth(auth_id)
         if auth is None:  # named credentials that do not exist: the 401 cannot be answered
             return AUTH_MISSING, "auth_missing"
+        if cfg.accept_any_digest:
+            return None
         user, realm = auth.get("username", ""), auth.get("realm", "")
         password = cfg.accounts.get(user)
         if password is None or realm not in ("", cfg.realm):
