@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StasisStart:
+class _ChannelEvent:
+    """An event about one channel: ``channel_id`` routes it to the call it belongs to."""
+
     channel: Channel
-    args: tuple[str, ...] = ()
     timestamp: str = ""
 
     @property
@@ -30,13 +31,13 @@ class StasisStart:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StasisEnd:
-    channel: Channel
-    timestamp: str = ""
+class StasisStart(_ChannelEvent):
+    args: tuple[str, ...] = ()
 
-    @property
-    def channel_id(self) -> str:
-        return self.channel.id
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StasisEnd(_ChannelEvent):
+    pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,61 +52,32 @@ class Dial:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelStateChange:
-    channel: Channel
-    timestamp: str = ""
-
-    @property
-    def channel_id(self) -> str:
-        return self.channel.id
+class ChannelStateChange(_ChannelEvent):
+    pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelHangupRequest:
-    channel: Channel
+class ChannelHangupRequest(_ChannelEvent):
     cause: int | None = None  # absent on 20/22 for a far-end BYE; 32+soft = "explicit hangup"
     tech_cause: int | None = None  # the SIP code; absent before 20.17 / 22.7
     soft: bool = False
-    timestamp: str = ""
-
-    @property
-    def channel_id(self) -> str:
-        return self.channel.id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelDestroyed:
-    channel: Channel
+class ChannelDestroyed(_ChannelEvent):
     cause: int = 0  # Q.850; 0 can mean "no answer" (older versions) or "normal" (20/22 BYE)
     cause_txt: str = ""
     tech_cause: int | None = None
-    timestamp: str = ""
-
-    @property
-    def channel_id(self) -> str:
-        return self.channel.id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelEnteredBridge:
+class ChannelEnteredBridge(_ChannelEvent):
     bridge_id: str
-    channel: Channel
-    timestamp: str = ""
-
-    @property
-    def channel_id(self) -> str:
-        return self.channel.id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelLeftBridge:
+class ChannelLeftBridge(_ChannelEvent):
     bridge_id: str
-    channel: Channel
-    timestamp: str = ""
-
-    @property
-    def channel_id(self) -> str:
-        return self.channel.id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -227,14 +227,9 @@ class CallSession:
         metrics.PICKUP.observe(pickup)
         self.dialled = True
         self._call_id = call_id
-        try:
-            endpoint = await self._endpoint(plan.leg_a)
-        except AriError as exc:
-            return self._leg_a_failed(LegFailure.FAILED, f"identity objects refused: {exc}")
-        leg = await self._originate(LEG_A, channel_id, endpoint, plan.leg_a, call_id,
-                                    self._cfg.leg_a_timeout)
-        if leg is None:
-            return self._leg_a_failed(LegFailure.FAILED, "originate refused by Asterisk")
+        leg = await self._place(LEG_A, channel_id, plan.leg_a, call_id, self._cfg.leg_a_timeout)
+        if isinstance(leg, str):
+            return self._leg_a_failed(LegFailure.FAILED, leg)
         failure = await self._await_answer(leg)
         return None if failure is None else self._leg_a_failed(*failure)
 
@@ -247,16 +242,12 @@ class CallSession:
             raise Fenced
         self.phase = "connecting"
         await self._quietly(self._ari.ring(leg_a.channel_id))  # ringback while B is dialled
-        try:
-            endpoint = await self._endpoint(plan.leg_b)
-        except AriError as exc:
-            return self._leg_b_failed(LegFailure.FAILED, f"identity objects refused: {exc}")
         # No CPS wait here: the user has answered and hears ringback; TWOWAY_MAX_CPS paces
         # new callbacks (leg A), so the trunk sees at most twice that many INVITEs a second.
-        leg = await self._originate(LEG_B, channel_id, endpoint, plan.leg_b, twoway_call_id,
-                                    self._cfg.leg_b_timeout)
-        if leg is None:
-            return self._leg_b_failed(LegFailure.FAILED, "originate refused by Asterisk")
+        leg = await self._place(LEG_B, channel_id, plan.leg_b, twoway_call_id,
+                                self._cfg.leg_b_timeout)
+        if isinstance(leg, str):
+            return self._leg_b_failed(LegFailure.FAILED, leg)
         try:
             failure = await self._await_answer(leg, hangup_watch=leg_a)
         except _UserHangup:
@@ -443,6 +434,16 @@ class CallSession:
         key = await self._identities.acquire(leg.auth_user, leg.ha1)
         self._identity_keys.append(key)
         return self._identities.endpoint_id(key)
+
+    async def _place(self, name: str, channel_id: str, plan: LegPlan, call_id: str,
+                     timeout: float) -> Leg | str:
+        """Identity objects, then the originate: the leg, or why it could not be placed."""
+        try:
+            endpoint = await self._endpoint(plan)
+        except AriError as exc:
+            return f"identity objects refused: {exc}"
+        leg = await self._originate(name, channel_id, endpoint, plan, call_id, timeout)
+        return leg if leg is not None else "originate refused by Asterisk"
 
     async def _originate(self, name: str, channel_id: str, endpoint: str, plan: LegPlan,
                          call_id: str, timeout: float) -> Leg | None:
