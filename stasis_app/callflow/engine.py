@@ -71,6 +71,8 @@ class CallEngine:
 
     def _start(self, requests: list[CallbackRequest], *, recovered: bool) -> None:
         for req in requests:
+            if req.id in self._sessions:  # already ours: a second session would orphan it
+                continue
             session = CallSession(req, ari=self._ari, store=self._store,
                                   identities=self._identities, limiter=self._limiter,
                                   ids=self._ids, config=self._config, recovered=recovered)

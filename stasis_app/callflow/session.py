@@ -26,7 +26,7 @@ from stasis_app.ari.events import (
 )
 from stasis_app.callflow.causes import LegFailure, callback_result, classify, destination_result
 from stasis_app.callflow.identity import IdentityObjects
-from stasis_app.callflow.ids import LEG_A, LEG_B, Ids
+from stasis_app.callflow.ids import BRIDGE, LEG_A, LEG_B, Ids
 from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.plan import CallPlan, InvalidRequest, LegPlan, plan_call
 from stasis_app.callflow.ports import AriPort, StorePort
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 GUARD = 10.0
 # How long to wait for ChannelDestroyed (final causes) after hanging up.
 TEARDOWN = 10.0
+# Recovered legs may belong to the lost instance's Stasis app, whose events nobody receives:
+# look them up by id this often instead of waiting for events.
+RECOVERED_POLL = 1.0
 # How long a failed bridging waits for the hangup events that may explain it.
 SETTLE = 2.0
 
@@ -305,11 +308,28 @@ class CallSession:
     async def _watch_bridged(self, leg_a: Leg, leg_b: Leg) -> Outcome:
         deadline = self._loop.time() + self._cfg.max_call_duration
         while not (leg_a.gone or leg_b.gone):
-            item = await self._next(deadline)
-            if item is None:
+            item = await self._next(self._wake(deadline))
+            if item is None and self._loop.time() >= deadline:
                 return Outcome(status="completed", result="answered",
                                reason="max call duration reached")
+            if item is None:
+                await self._poll_recovered([leg_a, leg_b])
         return self._ended_by(leg_a, leg_b)
+
+    def _wake(self, deadline: float) -> float:
+        """``deadline``, or sooner in a recovered session (its legs are looked up by id)."""
+        if not self.recovered:
+            return deadline
+        return min(deadline, self._loop.time() + RECOVERED_POLL)
+
+    async def _poll_recovered(self, legs: list[Leg]) -> None:
+        for leg in legs:
+            if not leg.destroyed:
+                try:
+                    await self._look_up(leg)
+                except AriError as exc:
+                    self._log.warning("look-up failed: %s", exc, extra={
+                        "action": "ari_error", "channel_id": leg.channel_id})
 
     async def _recover(self) -> Outcome | None:
         """A live row of a lost instance. Never dial again while one of its legs may live:
@@ -327,7 +347,9 @@ class CallSession:
                 leg = self._legs[name] = Leg(name=name, channel_id=channel_id, timeout=0,
                                              originated_at=self._loop.time())
                 await self._look_up(leg)
-        self._bridge_id = req.bridge_id
+        # A bridge the lost instance created but had not recorded yet: its id is deterministic
+        # (from the leg-A id, whatever the lost instance's prefix); destroying it is harmless.
+        self._bridge_id = req.bridge_id or _bridge_of(req.leg_a_channel_id)
         self._log.warning("recovering a request of a lost instance",
                           extra={"action": "recover", "status": req.status})
         if req.status == "calling" and LEG_A not in self._legs:
@@ -495,8 +517,10 @@ class CallSession:
             await self._quietly(self._ari.destroy_bridge(self._bridge_id))
         deadline = self._loop.time() + TEARDOWN
         while any(not leg.destroyed and leg.hung_up_by_us for leg in live):
-            if await self._next(deadline, stoppable=False) is None:
-                break
+            if await self._next(self._wake(deadline), stoppable=False) is None:
+                if self._loop.time() >= deadline:
+                    break
+                await self._poll_recovered([leg for leg in live if leg.hung_up_by_us])
         now = self._loop.time()
         for leg in live:
             leg.ended_at = leg.ended_at or now
@@ -589,6 +613,13 @@ class _RequestLog(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
         kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
         return msg, kwargs
+
+
+def _bridge_of(leg_a_channel_id: str | None) -> str | None:
+    """``<prefix>-<id>-<attempt>a`` -> ``<prefix>-<id>-<attempt>br`` (see callflow.ids)."""
+    if leg_a_channel_id is None or not leg_a_channel_id.endswith(LEG_A):
+        return None
+    return leg_a_channel_id[: -len(LEG_A)] + BRIDGE
 
 
 def _cause_text(leg: Leg) -> str:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from stasis_app.simulator.config import Script
 from stasis_app.simulator.errors import SimulatorError
+from stasis_app.simulator.faults import EventFault, Fault, fault_from_json
 
 if TYPE_CHECKING:
     from stasis_app.simulator.server import Simulator
@@ -51,6 +52,9 @@ class ControlRoutes:
             web.post("/_sim/drop", self.drop),
             web.post("/_sim/restart", self.restart),
             web.post("/_sim/inject", self.inject),
+            web.get("/_sim/faults", self.get_faults),
+            web.put("/_sim/faults", self.put_faults),
+            web.delete("/_sim/faults", self.clear_faults),
         ]
 
     async def get_requests(self, request: web.Request) -> web.Response:
@@ -115,4 +119,25 @@ class ControlRoutes:
         except SimulatorError as exc:
             return _error(exc, 400)
         await self.sim.inject(event)
+        return web.Response(status=204)
+
+    async def get_faults(self, request: web.Request) -> web.Response:
+        faults: list[Fault | EventFault] = [*self.sim.faults, *self.sim.event_faults]
+        return _json([fault.to_json() for fault in faults])
+
+    async def put_faults(self, request: web.Request) -> web.Response:
+        """Replace every fault: a JSON list of fault objects (or one): REST faults
+        ``{"method", "path_prefix", "status", "delay_ms", ...}``, event faults
+        ``{"event_type", "channel_prefix", "times"}``."""
+        try:
+            body = await _body(request)
+            items = body if isinstance(body, list) else [body]
+            faults = [fault_from_json(item) for item in items]
+        except SimulatorError as exc:
+            return _error(exc, 400)
+        self.sim.set_faults(faults)
+        return web.Response(status=204)
+
+    async def clear_faults(self, request: web.Request) -> web.Response:
+        self.sim.clear_faults()
         return web.Response(status=204)

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from stasis_app.simulator.errors import AriHttpError
+from stasis_app.simulator.faults import Faults
 from stasis_app.simulator.model import RequestRecord
 
 ARI_PREFIX = "/ari"
@@ -43,11 +44,13 @@ async def read_json(request: web.Request) -> Any:
 
 
 class AriMiddleware:
-    def __init__(self, user: str, password: str, record: Callable[[RequestRecord], None]):
+    def __init__(self, user: str, password: str, record: Callable[[RequestRecord], None],
+                 faults: Faults | None = None):
         self._user = user
         self._password = password
         self._basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self._record = record
+        self._faults = faults if faults is not None else Faults()
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization")
@@ -69,7 +72,8 @@ class AriMiddleware:
         if path == EVENTS_PATH:  # the WebSocket: not a REST request, not logged
             return await handler(request) if self._authorized(request) else _unauthorized()
         if self._authorized(request):
-            response = await self._dispatch(request, handler)
+            response = await self._faults.run(request, path[len(ARI_PREFIX) :],
+                                              lambda: self._dispatch(request, handler))
         else:
             response = _unauthorized()
         body = await read_json_quietly(request)

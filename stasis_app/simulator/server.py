@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from stasis_app.simulator.apps import AppRegistry, AppState
+from stasis_app.simulator.apps import AppState
 from stasis_app.simulator.config import Script, SimulatorConfig
 from stasis_app.simulator.control import ControlRoutes
 from stasis_app.simulator.core import Pbx

@@ -71,6 +71,10 @@ class QueueWatcher:
 
     async def _round(self) -> float:
         """Claim what fits; return how long to sleep before the next round."""
+        if not self._recovered_own and not self.paused:
+            # This instance id's rows from before a restart, before we claim any ourselves:
+            # afterwards the own-rows pass could not tell them from the rows we just claimed.
+            await self._recover()
         while True:
             room = 0 if self.paused else min(self._free_slots(), self._batch)
             if room <= 0:
