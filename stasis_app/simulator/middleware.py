@@ -124,10 +124,7 @@ def path_ends_with_slash(path: str) -> bool:
 
 async def read_json_quietly(request: web.Request) -> Any:
     """The body for the request log: JSON, else its text, else None."""
-    raw = await request.read()
-    if not raw.strip():
-        return None
     try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode(errors="replace")
+        return await read_json(request)
+    except AriHttpError:
+        return (await request.read()).decode(errors="replace")
