@@ -230,7 +230,8 @@ async def _probe_database(service: Service) -> None:
     """Every few seconds: the queue gauges, and whether the pool reaches the database."""
     while True:
         try:
-            await asyncio.wait_for(service.store.refresh_queue_gauges(), DB_PROBE_INTERVAL)
+            async with asyncio.timeout(DB_PROBE_INTERVAL):
+                await service.store.refresh_queue_gauges()
             service.db_up = True
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if service.db_up:

@@ -15,6 +15,8 @@ from stasis_app.config import Settings, parse_listen
 
 log = logging.getLogger(__name__)
 
+HTTP_SHUTDOWN_TIMEOUT = 5.0
+
 
 def build_apps(readiness: Readiness, pool: asyncpg.Pool,
                settings: Settings) -> list[tuple[web.Application, str]]:
@@ -33,7 +35,9 @@ def build_apps(readiness: Readiness, pool: asyncpg.Pool,
 async def serving(app: web.Application, listen: str) -> AsyncIterator[str]:
     """Serve ``app``; yield its base URL (the real port when 0 was asked for)."""
     host, port = parse_listen(listen)
-    runner = web.AppRunner(app, access_log=None)
+    # In-flight API requests get a few seconds at shutdown; aiohttp's default of 60 s would hold
+    # the whole stop (and systemd's stop timeout) behind one idle keep-alive client.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

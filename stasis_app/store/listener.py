@@ -63,17 +63,20 @@ class NotifyListener:
                 self.connected = False
                 if conn is not None:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
+                        async with asyncio.timeout(2):
+                            await conn.close()
                     conn.terminate()
             await asyncio.sleep(self._backoff.next_delay())
 
     async def _probe_until_lost(self, conn: asyncpg.Connection) -> None:
         while not self._lost.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), self._probe_interval)
+                async with asyncio.timeout(self._probe_interval):
+                    await self._lost.wait()
             if self._lost.is_set():
                 return
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), self._probe_interval)
+            async with asyncio.timeout(self._probe_interval):
+                await conn.fetchval("SELECT 1")
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self._on_notify(payload)

@@ -55,7 +55,8 @@ class QueueWatcher:
                             extra={"action": "claim_error"})
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
 
     async def _recover(self) -> None:
         """Rows other instances (or our previous life) left live: adopt or finish them."""
