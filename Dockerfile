@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 # stasis_app/sql is a symlink to ../sql: both are needed for the migrations to be in the wheel.
 COPY sql/ sql/
 COPY stasis_app/ stasis_app/
+COPY ari_simulator/ ari_simulator/
 RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # --- runtime: no compilers, no pip cache, no source tree --------------------------------------

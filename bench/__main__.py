@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from ari_simulator import Script
 from bench.harness import HA1, Bench, bench_setup, machine, percentile
-from stasis_app.simulator import Script
 from tests.pg import PgTestServer
 
 RESULTS = Path(__file__).resolve().parent / "results"

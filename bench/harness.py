@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from stasis_app.simulator import Script, Simulator, SimulatorConfig
-from stasis_app.simulator.model import RequestRecord
+from ari_simulator import Script, Simulator, SimulatorConfig
+from ari_simulator.model import RequestRecord
 from tests.pg import PgTestServer, with_database
 
 ARI_PASSWORD = "bench-ari"  # the simulator's made-up account

@@ -97,7 +97,7 @@ async def ari_endpoint(settings: Settings) -> AsyncIterator[str]:
     if settings.ari_url:
         yield settings.ari_url
         return
-    from stasis_app.simulator import Script, Simulator, SimulatorConfig
+    from ari_simulator import Script, Simulator, SimulatorConfig
 
     # Every number rings, answers, talks a few seconds and hangs up.
     phones = Script(action="answer", ring_ms=500, answer_after_ms=1000,

@@ -69,7 +69,7 @@ async def cmd_migrate(settings: Settings) -> int:
 
 
 async def cmd_simulate(settings: Settings, listen: str) -> int:
-    from stasis_app.simulator import Simulator, SimulatorConfig
+    from ari_simulator import Simulator, SimulatorConfig
 
     host, port = parse_listen(listen)
     sim = Simulator(SimulatorConfig(user=settings.ari_user,

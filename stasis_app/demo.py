@@ -13,9 +13,9 @@ from pathlib import Path
 import asyncpg
 from pydantic import SecretStr
 
+from ari_simulator import Script, Simulator, SimulatorConfig
 from stasis_app.app import running_service
 from stasis_app.config import Settings
-from stasis_app.simulator import Script, Simulator, SimulatorConfig
 
 REALM = "softswitch.lab"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - the simulator's made-up account

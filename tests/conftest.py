@@ -8,9 +8,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ari_simulator import Simulator, SimulatorConfig
 from stasis_app.app import Service, running_service
 from stasis_app.config import Settings
-from stasis_app.simulator import Simulator, SimulatorConfig
 from tests.pg import PgTestServer, with_database
 
 

@@ -12,10 +12,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from ari_simulator import Script, Simulator
 from stasis_app.api.routes import add_api_routes
 from stasis_app.api.schemas import Callback
 from stasis_app.errors import ConfigError
-from stasis_app.simulator import Script, Simulator
 from stasis_app.store.callbacks import PUBLIC_COLUMNS, CallbackStore
 from tests.conftest import REALM, ServiceFactory, ha1, service_settings
 from tests.test_api_support import TOKENS, body, call, row_count

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from stasis_app.simulator import Script, Simulator
+from ari_simulator import Script, Simulator
 from stasis_app.store.callbacks import CallbackStore
 from tests.conftest import ServiceFactory, ha1
 from tests.test_api_support import TOKENS, body, call, fault_of, proxy, row_count, xcall

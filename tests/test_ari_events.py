@@ -26,7 +26,7 @@ from stasis_app.ari import (
     parse_event,
 )
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "ari-traces"
+TRACES = Path(__file__).resolve().parents[1] / "ari-traces"
 WANTED = {
     "StasisStart": StasisStart,
     "StasisEnd": StasisEnd,
@@ -39,12 +39,7 @@ WANTED = {
     "BridgeDestroyed": BridgeDestroyed,
 }
 
-needs_traces = pytest.mark.skipif(not TRACES.is_dir(), reason=f"no ARI traces at {TRACES}")
-
-
 def trace_files() -> list[Path]:
-    if not TRACES.is_dir():
-        return []
     return sorted(TRACES.glob("*.events.jsonl")) + sorted(TRACES.glob("versions/*/events.jsonl"))
 
 
@@ -64,7 +59,6 @@ def short(events: list[Event]) -> list[str]:
 # --- every recorded line ------------------------------------------------------------------------
 
 
-@needs_traces
 @pytest.mark.parametrize("path", trace_files(), ids=lambda p: str(p.relative_to(TRACES)))
 def test_every_trace_line_parses_to_the_right_type_and_fields(path: Path) -> None:
     lines = trace_lines(path)
@@ -120,7 +114,6 @@ def check_channel(channel: Channel, raw: dict[str, Any]) -> None:
 # --- scenario sequences -------------------------------------------------------------------------
 
 
-@needs_traces
 def test_answered_call_then_far_end_bye() -> None:
     events = scenario("a_answer_bye")
     assert short(events) == [
@@ -140,7 +133,6 @@ def test_answered_call_then_far_end_bye() -> None:
     assert len({e.channel_id for e in events}) == 1
 
 
-@needs_traces
 @pytest.mark.parametrize(
     ("name", "cause", "tech", "dialstatus"),
     [
@@ -165,14 +157,12 @@ def test_failed_leg_ends_in_channel_destroyed_without_stasis_start(
         assert (requests[0].cause, requests[0].tech_cause) == (cause, tech)
 
 
-@needs_traces
 def test_busy_destroyed_has_cause_text() -> None:
     last = scenario("b_busy")[-1]
     assert isinstance(last, ChannelDestroyed)
     assert last.cause_txt == "User busy"
 
 
-@needs_traces
 def test_bridge_scenario() -> None:
     events = scenario("f_bridge")
     entered = [e for e in events if isinstance(e, ChannelEnteredBridge)]
@@ -189,7 +179,6 @@ def test_bridge_scenario() -> None:
     assert [e.cause for e in ends] == [16, 16]
 
 
-@needs_traces
 @pytest.mark.parametrize(
     "name",
     [
@@ -209,7 +198,6 @@ def test_inbound_stasis_start(name: str) -> None:
     assert not any(isinstance(e, ChannelDestroyed) for e in events)
 
 
-@needs_traces
 def test_asterisk_16_has_no_tech_cause_and_cause_16_on_bye() -> None:
     lines = trace_lines(TRACES / "versions" / "asterisk-16" / "events.jsonl")
     events = [e for e in map(parse_event, lines) if e is not None]

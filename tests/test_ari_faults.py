@@ -15,8 +15,8 @@ import aiohttp
 import asyncpg
 import pytest
 
+from ari_simulator import Script, Simulator
 from stasis_app.callflow import session as session_module
-from stasis_app.simulator import Script, Simulator
 from tests.conftest import ServiceFactory
 from tests.test_callflow import (
     final_row,

@@ -1,6 +1,4 @@
 """The ARI client against the ARI simulator (real loopback HTTP + WebSocket), as Asterisk 22 and 16.
-
-Skipped while ``stasis_app.simulator`` is not importable.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 from pydantic import SecretStr
 
+from ari_simulator import Script, Simulator, SimulatorConfig
 from stasis_app.ari import (
     AriClient,
     AriError,
@@ -29,11 +28,6 @@ from stasis_app.ari import (
     StasisStart,
 )
 from stasis_app.config import Settings
-
-try:
-    from stasis_app.simulator import Script, Simulator, SimulatorConfig
-except ImportError as exc:  # built in parallel: skip until it lands
-    pytest.skip(f"stasis_app.simulator not importable: {exc}", allow_module_level=True)
 
 USER = "twoway"
 PASSWORD = "sim-ari-Pa55"

@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ari_simulator import Script, Simulator
 from stasis_app.app import running_service
-from stasis_app.simulator import Script, Simulator
 from tests.conftest import ServiceFactory, ha1, service_settings
 
 FINAL = ("completed", "failed", "cancelled")

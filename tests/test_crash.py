@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ari_simulator import Script, Simulator
 from stasis_app.app import running_service
-from stasis_app.simulator import Script, Simulator
 from tests.conftest import REALM, service_settings
 from tests.test_callflow import final_row, insert, originates, row_of, until
 

@@ -15,8 +15,8 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ari_simulator import Script, Simulator, SimulatorConfig
 from stasis_app.app import running_service
-from stasis_app.simulator import Script, Simulator, SimulatorConfig
 from tests.conftest import PASSWORDS, REALM, ha1, service_settings
 from tests.pg import PgTestServer, with_database
 from tests.test_callflow import FINAL, originates

@@ -7,11 +7,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ari_simulator import Script, Simulator
 from stasis_app import metrics
 from stasis_app.config import Settings
 from stasis_app.errors import ConfigError
 from stasis_app.inbound import Refused, default_identity, normalise_caller
-from stasis_app.simulator import Script, Simulator
 from tests.conftest import ServiceFactory, ha1
 from tests.test_callflow import final_row, until
 

@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from stasis_app.simulator import RequestRecord, Script, Simulator, SimulatorConfig
+from ari_simulator import RequestRecord, Script, Simulator, SimulatorConfig
 from tests.conftest import PASSWORDS, REALM, ServiceFactory, ha1
 from tests.test_callflow import final_row, insert, originates
 

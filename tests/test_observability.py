@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ari_simulator import Script, Simulator, SimulatorConfig
 from stasis_app.logs import JsonFormatter
-from stasis_app.simulator import Script, Simulator, SimulatorConfig
 from tests.conftest import REALM, ServiceFactory, ha1
 from tests.test_callflow import final_row, insert, until
 

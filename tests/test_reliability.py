@@ -6,8 +6,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from ari_simulator import Script, Simulator
 from stasis_app.app import running_service
-from stasis_app.simulator import Script, Simulator
 from tests.conftest import ServiceFactory, service_settings
 from tests.faults import CuttableProxy
 from tests.test_callflow import config_puts, final_row, insert, originates, row_of, until
