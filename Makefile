@@ -18,12 +18,13 @@ demo: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: venv
 	$(BIN)/mypy
 
 pytest: venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs
 
 # The database tests again, on an embedded Postgres (CI runs both).
 test-embedded: venv

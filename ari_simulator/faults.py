@@ -36,8 +36,16 @@ from ari_simulator.errors import SimulatorError
 
 ANY_METHOD = "*"
 DEFAULT_MESSAGE = "Internal Server Error"
-_FIELDS = ("method", "path_prefix", "status", "delay_ms", "delay_after_ms", "times", "message",
-           "query")
+_FIELDS = (
+    "method",
+    "path_prefix",
+    "status",
+    "delay_ms",
+    "delay_after_ms",
+    "times",
+    "message",
+    "query",
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -165,8 +173,12 @@ class EventFault:
             raise SimulatorError(str(exc)) from exc
 
     def to_json(self) -> dict[str, Any]:
-        return {"event_type": self.event_type, "channel_prefix": self.channel_prefix,
-                "times": self.times, "hits": self.hits}
+        return {
+            "event_type": self.event_type,
+            "channel_prefix": self.channel_prefix,
+            "times": self.times,
+            "hits": self.hits,
+        }
 
 
 def fault_from_json(data: object) -> Fault | EventFault:

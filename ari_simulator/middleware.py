@@ -44,8 +44,13 @@ async def read_json(request: web.Request) -> Any:
 
 
 class AriMiddleware:
-    def __init__(self, user: str, password: str, record: Callable[[RequestRecord], None],
-                 faults: Faults | None = None):
+    def __init__(
+        self,
+        user: str,
+        password: str,
+        record: Callable[[RequestRecord], None],
+        faults: Faults | None = None,
+    ):
         self._user = user
         self._password = password
         self._basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -72,8 +77,9 @@ class AriMiddleware:
         if path == EVENTS_PATH:  # the WebSocket: not a REST request, not logged
             return await handler(request) if self._authorized(request) else _unauthorized()
         if self._authorized(request):
-            response = await self._faults.run(request, path[len(ARI_PREFIX) :],
-                                              lambda: self._dispatch(request, handler))
+            response = await self._faults.run(
+                request, path[len(ARI_PREFIX) :], lambda: self._dispatch(request, handler)
+            )
         else:
             response = _unauthorized()
         body = await read_json_quietly(request)

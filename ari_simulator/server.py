@@ -139,9 +139,18 @@ class Simulator:
         """Make matching ARI REST requests slow or failing (see ``faults.py``): ``method``
         (``*`` for any) and the path without ``/ari``, e.g. ``sim.fault("POST", "/channels",
         status=500, times=1)``. ``query``: parameter -> substring it must contain."""
-        return self._faults.add(Fault(method, path_prefix, status=status, delay_ms=delay_ms,
-                                      delay_after_ms=delay_after_ms, times=times,
-                                      message=message, query=dict(query or {})))
+        return self._faults.add(
+            Fault(
+                method,
+                path_prefix,
+                status=status,
+                delay_ms=delay_ms,
+                delay_after_ms=delay_after_ms,
+                times=times,
+                message=message,
+                query=dict(query or {}),
+            )
+        )
 
     @property
     def event_faults(self) -> list[EventFault]:

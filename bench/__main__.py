@@ -26,8 +26,9 @@ SHORT_TALK = {"12345": Script(action="answer", hangup_after_ms=1000)}
 HELD = {"12345": ANSWER}  # nobody hangs up
 
 
-async def pickup_latency(pg: PgTestServer, count: int, rate: float, *,
-                         listen: bool) -> dict[str, Any]:
+async def pickup_latency(
+    pg: PgTestServer, count: int, rate: float, *, listen: bool
+) -> dict[str, Any]:
     env = {} if listen else {"TWOWAY_LISTEN_ENABLED": "false"}
     async with bench_setup(pg, SHORT_TALK, **env) as bench:
         committed: dict[int, float] = {}
@@ -38,14 +39,22 @@ async def pickup_latency(pg: PgTestServer, count: int, rate: float, *,
             rid = await bench.pool.fetchval(
                 "INSERT INTO callback_requests (username, md5secret, original_cli, "
                 "original_cld) VALUES ('801', $1, $2, '2way_12345') RETURNING id",
-                HA1, f"6{n:06d}")
+                HA1,
+                f"6{n:06d}",
+            )
             committed[rid] = time.monotonic()  # autocommit: the INSERT has committed
         await bench.wait_rows(list(committed), ("completed", "failed"), 120)
-        latencies = [(bench.originated[f"twoway-{rid}-1a"] - at) * 1000
-                     for rid, at in committed.items()]
-    return {"requests": count, "rate_per_s": rate, "listen": listen,
-            "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
-            "max_ms": max(latencies)}
+        latencies = [
+            (bench.originated[f"twoway-{rid}-1a"] - at) * 1000 for rid, at in committed.items()
+        ]
+    return {
+        "requests": count,
+        "rate_per_s": rate,
+        "listen": listen,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": max(latencies),
+    }
 
 
 async def throughput(pg: PgTestServer, count: int) -> dict[str, Any]:
@@ -54,14 +63,24 @@ async def throughput(pg: PgTestServer, count: int) -> dict[str, Any]:
         ids = await bench.insert_many(count)
         await bench.wait_rows(ids, ("completed", "failed"), 600)
         elapsed = time.monotonic() - start
-        results = {r["result"]: r["n"] for r in await bench.pool.fetch(
-            "SELECT result, count(*) AS n FROM callback_requests GROUP BY result")}
+        results = {
+            r["result"]: r["n"]
+            for r in await bench.pool.fetch(
+                "SELECT result, count(*) AS n FROM callback_requests GROUP BY result"
+            )
+        }
         completed = results.get("answered", 0)
         ari_requests = await _ari_request_count(bench)
         rss = bench.rss_mb()
-    return {"requests": count, "completed": completed, "results": results, "seconds": elapsed,
-            "callbacks_per_s": completed / elapsed, "ari_requests_per_callback":
-            ari_requests / count, "rss_mb": rss}
+    return {
+        "requests": count,
+        "completed": completed,
+        "results": results,
+        "seconds": elapsed,
+        "callbacks_per_s": completed / elapsed,
+        "ari_requests_per_callback": ari_requests / count,
+        "rss_mb": rss,
+    }
 
 
 async def concurrency(pg: PgTestServer, held: int) -> dict[str, Any]:
@@ -76,9 +95,14 @@ async def concurrency(pg: PgTestServer, held: int) -> dict[str, Any]:
         await bench.pool.execute("UPDATE callback_requests SET status = 'cancelled'")
         await _until_all_hung_up(bench, held)
         teardown = time.monotonic() - start
-    return {"bridged_calls": held, "ramp_s": ramp, "rss_mb": rss,
-            "loop_lag_p99_ms": percentile(lag, 99), "loop_lag_max_ms": max(lag),
-            "teardown_s": teardown}
+    return {
+        "bridged_calls": held,
+        "ramp_s": ramp,
+        "rss_mb": rss,
+        "loop_lag_p99_ms": percentile(lag, 99),
+        "loop_lag_max_ms": max(lag),
+        "teardown_s": teardown,
+    }
 
 
 async def _probe_lag(bench: Bench, seconds: float) -> list[float]:
@@ -100,8 +124,13 @@ async def _probe_lag(bench: Bench, seconds: float) -> list[float]:
 
 async def _until_all_hung_up(bench: Bench, held: int) -> None:
     deadline = time.monotonic() + 600
-    while bench.sim.channels or await bench.pool.fetchval(
-            "SELECT count(*) FROM callback_requests WHERE leg_a_cause IS NULL") > 0:
+    while (
+        bench.sim.channels
+        or await bench.pool.fetchval(
+            "SELECT count(*) FROM callback_requests WHERE leg_a_cause IS NULL"
+        )
+        > 0
+    ):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{held} calls not torn down")
         await asyncio.sleep(0.05)
@@ -111,8 +140,13 @@ async def _ari_request_count(bench: Bench) -> int:
     # The simulator trims its request log; the service's own counter is exact.
     async with aiohttp.ClientSession() as http, http.get(f"{bench.http_url}/metrics") as resp:
         text = await resp.text()
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("twoway_ari_request_seconds_count")))
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("twoway_ari_request_seconds_count")
+        )
+    )
 
 
 async def _until(moment: float) -> None:
@@ -145,10 +179,12 @@ async def main(quick: bool) -> None:
         count = 200 if quick else 1000
         results["pickup_latency"] = [
             await pickup_latency(pg, count, rate=100, listen=True),
-            await pickup_latency(pg, count // 2, rate=100, listen=False)]
+            await pickup_latency(pg, count // 2, rate=100, listen=False),
+        ]
         results["throughput"] = await throughput(pg, 1000 if quick else 5000)
-        results["concurrency"] = [await concurrency(pg, n)
-                                  for n in ((1000,) if quick else (1000, 5000, 10000))]
+        results["concurrency"] = [
+            await concurrency(pg, n) for n in ((1000,) if quick else (1000, 5000, 10000))
+        ]
     finally:
         await asyncio.to_thread(pg.close)
     RESULTS.mkdir(exist_ok=True)

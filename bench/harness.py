@@ -51,16 +51,22 @@ class Bench:
         rows = await self.pool.fetch(
             "INSERT INTO callback_requests (username, md5secret, original_cli, original_cld) "
             "SELECT '801', $1, $2 || g::text, '2way_12345' FROM generate_series(1, $3) g "
-            "RETURNING id", HA1, prefix, count)
+            "RETURNING id",
+            HA1,
+            prefix,
+            count,
+        )
         return [r["id"] for r in rows]
 
-    async def wait_rows(self, ids: list[int], statuses: tuple[str, ...],
-                        timeout: float) -> None:
+    async def wait_rows(self, ids: list[int], statuses: tuple[str, ...], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             left = await self.pool.fetchval(
                 "SELECT count(*) FROM callback_requests WHERE id = ANY($1) "
-                "AND status <> ALL($2::text[])", ids, list(statuses))
+                "AND status <> ALL($2::text[])",
+                ids,
+                list(statuses),
+            )
             if left == 0:
                 return
             await asyncio.sleep(0.05)
@@ -68,13 +74,20 @@ class Bench:
 
 
 @contextlib.asynccontextmanager
-async def bench_setup(pg: PgTestServer, scripts: dict[str, Script],
-                      **env: str) -> AsyncIterator[Bench]:
+async def bench_setup(
+    pg: PgTestServer, scripts: dict[str, Script], **env: str
+) -> AsyncIterator[Bench]:
     name = await asyncio.to_thread(pg.create_database)
     db_url = with_database(pg.admin_url, name)
-    sim = Simulator(SimulatorConfig(user="twoway", password=ARI_PASSWORD,
-                                    default_script=Script(action="answer"), keep_ended=1000,
-                                    keep_requests=10_000))
+    sim = Simulator(
+        SimulatorConfig(
+            user="twoway",
+            password=ARI_PASSWORD,
+            default_script=Script(action="answer"),
+            keep_ended=1000,
+            keep_requests=10_000,
+        )
+    )
     for number, script in scripts.items():
         sim.script(number, script)
     await sim.start()
@@ -100,14 +113,22 @@ async def bench_setup(pg: PgTestServer, scripts: dict[str, Script],
 async def _spawn_service(bench: Bench, env: dict[str, str]) -> None:
     port = _free_port()
     environment = {
-        **os.environ, "TWOWAY_DATABASE_URL": bench.db_url, "TWOWAY_ARI_URL": bench.sim.base_url,
-        "TWOWAY_ARI_PASSWORD": ARI_PASSWORD, "TWOWAY_IDENTITY_MODE": "static",
-        "TWOWAY_HTTP_LISTEN": f"127.0.0.1:{port}", "TWOWAY_LOG_LEVEL": "WARNING",
-        "TWOWAY_MAX_CPS": "100000", "TWOWAY_MAX_CONCURRENT": "20000",
-        "TWOWAY_CLAIM_BATCH": "500", **env}
+        **os.environ,
+        "TWOWAY_DATABASE_URL": bench.db_url,
+        "TWOWAY_ARI_URL": bench.sim.base_url,
+        "TWOWAY_ARI_PASSWORD": ARI_PASSWORD,
+        "TWOWAY_IDENTITY_MODE": "static",
+        "TWOWAY_HTTP_LISTEN": f"127.0.0.1:{port}",
+        "TWOWAY_LOG_LEVEL": "WARNING",
+        "TWOWAY_MAX_CPS": "100000",
+        "TWOWAY_MAX_CONCURRENT": "20000",
+        "TWOWAY_CLAIM_BATCH": "500",
+        **env,
+    }
     command = [sys.executable, "-m", "stasis_app.cli", "run"]
     bench.process = await asyncio.create_subprocess_exec(
-        *command, env=environment, stdout=asyncio.subprocess.DEVNULL)
+        *command, env=environment, stdout=asyncio.subprocess.DEVNULL
+    )
     bench.http_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     async with aiohttp.ClientSession() as http:

@@ -100,16 +100,21 @@ async def ari_endpoint(settings: Settings) -> AsyncIterator[str]:
     from ari_simulator import Script, Simulator, SimulatorConfig
 
     # Every number rings, answers, talks a few seconds and hangs up.
-    phones = Script(action="answer", ring_ms=500, answer_after_ms=1000,
-                    hangup_after_ms=5000)
+    phones = Script(action="answer", ring_ms=500, answer_after_ms=1000, hangup_after_ms=5000)
 
-    log.warning("TWOWAY_ARI_URL is empty: using the built-in ARI simulator, no real calls",
-                extra={"action": "simulator"})
-    sim = Simulator(SimulatorConfig(user=settings.ari_user,
-                                    password=settings.ari_password.get_secret_value(),
-                                    realm=settings.sip_realm or "softswitch.lab",
-                                    accept_any_digest=True,
-                                    default_script=phones))
+    log.warning(
+        "TWOWAY_ARI_URL is empty: using the built-in ARI simulator, no real calls",
+        extra={"action": "simulator"},
+    )
+    sim = Simulator(
+        SimulatorConfig(
+            user=settings.ari_user,
+            password=settings.ari_password.get_secret_value(),
+            realm=settings.sip_realm or "softswitch.lab",
+            accept_any_digest=True,
+            default_script=phones,
+        )
+    )
     url = await sim.start(host="127.0.0.1", port=0)
     try:
         yield url
@@ -118,8 +123,9 @@ async def ari_endpoint(settings: Settings) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def running_service(settings: Settings, *, auto_migrate: bool = False,
-                          ari_url: str | None = None) -> AsyncIterator[Service]:
+async def running_service(
+    settings: Settings, *, auto_migrate: bool = False, ari_url: str | None = None
+) -> AsyncIterator[Service]:
     """Start every part; yield the running service; stop it on exit."""
     refuse_open_api(settings)  # before anything starts: a clear error, nothing half-up
     async with contextlib.AsyncExitStack() as stack:
@@ -133,22 +139,37 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
         if ari_url is None:
             ari_url = await stack.enter_async_context(ari_endpoint(settings))
         ari = await stack.enter_async_context(
-            AriClient(settings, base_url=ari_url, observer=metrics.observe_ari))
+            AriClient(settings, base_url=ari_url, observer=metrics.observe_ari)
+        )
 
         instance = settings.effective_instance_id
-        store = RequestStore(pool, instance, settings.lease_seconds,
-                             retry_window=settings.db_retry_window)
+        store = RequestStore(
+            pool, instance, settings.lease_seconds, retry_window=settings.db_retry_window
+        )
         ids = Ids(settings.id_prefix)
-        identities = IdentityObjects(ari.rest, trunk=settings.trunk_endpoint,
-                                     realm=settings.sip_realm, prefix=settings.id_prefix)
-        engine = CallEngine(ari=ari.rest, store=store, identities=identities,
-                            limiter=RateLimiter(settings.max_cps), ids=ids,
-                            config=call_config(settings),
-                            max_concurrent=settings.max_concurrent)
-        watcher = QueueWatcher(store, batch=settings.claim_batch,
-                               max_sleep=settings.poll_max_sleep,
-                               free_slots=engine.free_slots, on_claimed=engine.admit,
-                               on_recovered=engine.adopt)
+        identities = IdentityObjects(
+            ari.rest,
+            trunk=settings.trunk_endpoint,
+            realm=settings.sip_realm,
+            prefix=settings.id_prefix,
+        )
+        engine = CallEngine(
+            ari=ari.rest,
+            store=store,
+            identities=identities,
+            limiter=RateLimiter(settings.max_cps),
+            ids=ids,
+            config=call_config(settings),
+            max_concurrent=settings.max_concurrent,
+        )
+        watcher = QueueWatcher(
+            store,
+            batch=settings.claim_batch,
+            max_sleep=settings.poll_max_sleep,
+            free_slots=engine.free_slots,
+            on_claimed=engine.admit,
+            on_recovered=engine.adopt,
+        )
         engine.on_slot_freed = watcher.wake
         inbound = InboundTrigger(ari.rest, InboundStore(pool), settings)
         engine.on_foreign_start = inbound.on_start
@@ -164,8 +185,12 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
             watcher.wake()
 
         listen_url = settings.listen_database_url.get_secret_value() or url
-        listener = NotifyListener(listen_url, on_notify=on_notify, on_up=on_listen_up,
-                                  probe_interval=settings.listen_probe_interval)
+        listener = NotifyListener(
+            listen_url,
+            on_notify=on_notify,
+            on_up=on_listen_up,
+            probe_interval=settings.listen_probe_interval,
+        )
 
         resync = Resync(ari.rest, engine, identities)
 
@@ -181,29 +206,44 @@ async def running_service(settings: Settings, *, auto_migrate: bool = False,
         def on_disconnect() -> None:
             watcher.paused = True  # requests wait for ARI instead of burning attempts
 
-        stream = ari.event_stream(on_event=engine.on_event, on_connect=on_connect,
-                                  on_disconnect=on_disconnect)
-        service = Service(settings=settings, pool=pool, store=store, engine=engine,
-                          watcher=watcher, listener=listener, stream=stream,
-                          identities=identities)
+        stream = ari.event_stream(
+            on_event=engine.on_event, on_connect=on_connect, on_disconnect=on_disconnect
+        )
+        service = Service(
+            settings=settings,
+            pool=pool,
+            store=store,
+            engine=engine,
+            watcher=watcher,
+            listener=listener,
+            stream=stream,
+            identities=identities,
+        )
         _bind_gauges(service)
-        urls = [await stack.enter_async_context(serving(app, listen))
-                for app, listen in build_apps(service.readiness, pool, settings)]
+        urls = [
+            await stack.enter_async_context(serving(app, listen))
+            for app, listen in build_apps(service.readiness, pool, settings)
+        ]
         service.http_url = urls[0]
         service.metrics_url = urls[-1]
         tasks = [
             asyncio.create_task(stream.run(), name="ari-events"),
             asyncio.create_task(watcher.run(), name="watcher"),
-            *([asyncio.create_task(listener.run(), name="listen")]
-              if settings.listen_enabled else []),
+            *(
+                [asyncio.create_task(listener.run(), name="listen")]
+                if settings.listen_enabled
+                else []
+            ),
             asyncio.create_task(
-                _every(settings.lease_seconds / 3,
-                       lambda: store.renew_leases(engine.live_ids())),
-                name="lease-heartbeat"),
+                _every(settings.lease_seconds / 3, lambda: store.renew_leases(engine.live_ids())),
+                name="lease-heartbeat",
+            ),
             asyncio.create_task(_probe_database(service), name="db-probe"),
         ]
-        log.info("service started", extra={"action": "start", "instance": instance,
-                                           "ari_app": settings.ari_app})
+        log.info(
+            "service started",
+            extra={"action": "start", "instance": instance, "ari_app": settings.ari_app},
+        )
         try:
             yield service
         finally:
@@ -221,7 +261,8 @@ def _bind_gauges(service: Service) -> None:
     """Gauges read live state at scrape time, so they can never drift."""
     for status in metrics.LIVE_STATUSES:
         metrics.LIVE.labels(status).set_function(
-            functools.partial(service.engine.count_in_phase, status))
+            functools.partial(service.engine.count_in_phase, status)
+        )
     metrics.ARI_CONNECTED.set_function(lambda: float(service.stream.connected))
     metrics.LISTEN_CONNECTED.set_function(lambda: float(service.listener.connected))
 
@@ -235,8 +276,9 @@ async def _probe_database(service: Service) -> None:
             service.db_up = True
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if service.db_up:
-                log.warning("database unreachable: %s", type(exc).__name__,
-                            extra={"action": "db_down"})
+                log.warning(
+                    "database unreachable: %s", type(exc).__name__, extra={"action": "db_down"}
+                )
             service.db_up = False
         await asyncio.sleep(DB_PROBE_INTERVAL if service.db_up else DB_PROBE_INTERVAL / 5)
 
@@ -247,5 +289,6 @@ async def _every(interval: float, job: Callable[[], Awaitable[None]]) -> None:
         try:
             await job()
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("periodic job failed: %s", type(exc).__name__,
-                        extra={"action": "periodic_error"})
+            log.warning(
+                "periodic job failed: %s", type(exc).__name__, extra={"action": "periodic_error"}
+            )

@@ -45,8 +45,11 @@ async def cmd_run(settings: Settings) -> int:
     from stasis_app.app import running_service
 
     # The watchdog spans the shutdown grace too; READY=1 waits for DB, LISTEN and ARI.
-    async with sdnotify.watchdog(), running_service(settings) as service, \
-            sdnotify.lifecycle(service.readiness):
+    async with (
+        sdnotify.watchdog(),
+        running_service(settings) as service,
+        sdnotify.lifecycle(service.readiness),
+    ):
         await _wait_for_signal(then=service.engine.hurry)
     return 0
 
@@ -72,9 +75,13 @@ async def cmd_simulate(settings: Settings, listen: str) -> int:
     from ari_simulator import Simulator, SimulatorConfig
 
     host, port = parse_listen(listen)
-    sim = Simulator(SimulatorConfig(user=settings.ari_user,
-                                    password=settings.ari_password.get_secret_value(),
-                                    realm=settings.sip_realm or "softswitch.lab"))
+    sim = Simulator(
+        SimulatorConfig(
+            user=settings.ari_user,
+            password=settings.ari_password.get_secret_value(),
+            realm=settings.sip_realm or "softswitch.lab",
+        )
+    )
     url = await sim.start(host=host, port=port)
     print(f"ARI simulator listening on {url}/ari (control routes under {url}/_sim/)")
     try:

@@ -33,15 +33,29 @@ def ha1(user: str, realm: str, password: str) -> str:
 
 async def run_demo(timeout: float = 60.0) -> int:
     with tempfile.TemporaryDirectory(prefix="twoway-demo-") as tmp:
-        sim = Simulator(SimulatorConfig(user="twoway", password="twoway",  # noqa: S106
-                                        realm=REALM, accounts={"902": DEMO_PASSWORD}))
+        sim = Simulator(
+            SimulatorConfig(
+                user="twoway",
+                password="twoway",  # noqa: S106
+                realm=REALM,
+                accounts={"902": DEMO_PASSWORD},
+            )
+        )
         sim.script("87654321", Script(action="answer", ring_ms=500, answer_after_ms=1000))
-        sim.script("12345", Script(action="answer", ring_ms=500, answer_after_ms=1000,
-                                   hangup_after_ms=3000))
+        sim.script(
+            "12345",
+            Script(action="answer", ring_ms=500, answer_after_ms=1000, hangup_after_ms=3000),
+        )
         url = await sim.start(host="127.0.0.1", port=0)
-        settings = Settings(database_url=SecretStr(""), data_dir=Path(tmp), ari_url=url,
-                            ari_user="twoway", ari_password=SecretStr("twoway"),
-                            sip_realm=REALM, http_listen="127.0.0.1:0")
+        settings = Settings(
+            database_url=SecretStr(""),
+            data_dir=Path(tmp),
+            ari_url=url,
+            ari_user="twoway",
+            ari_password=SecretStr("twoway"),
+            sip_realm=REALM,
+            http_listen="127.0.0.1:0",
+        )
         try:
             async with running_service(settings, ari_url=url) as service:
                 return await _follow(service.pool, timeout)
@@ -58,7 +72,10 @@ async def _follow(pool: asyncpg.Pool, timeout: float) -> int:
     while loop.time() < deadline:
         rows = await pool.fetch(
             "SELECT at, old_status, new_status, result FROM callback_request_history "
-            "WHERE request_id = $1 ORDER BY id OFFSET $2", request_id, seen)
+            "WHERE request_id = $1 ORDER BY id OFFSET $2",
+            request_id,
+            seen,
+        )
         for row in rows:
             seen += 1
             change = f"{row['old_status'] or '-'} -> {row['new_status']}"
@@ -76,7 +93,9 @@ async def _summary(pool: asyncpg.Pool, request_id: int) -> int:
         "SELECT status, result, result_reason, attempts, call_id, twoway_call_id, "
         "leg_a_sip_call_id, leg_b_sip_call_id, leg_a_cause, leg_b_cause, "
         "round(leg_a_duration::numeric, 1) AS a_s, round(leg_b_duration::numeric, 1) AS b_s "
-        "FROM callback_requests WHERE id = $1", request_id)
+        "FROM callback_requests WHERE id = $1",
+        request_id,
+    )
     for key, value in row.items():
         print(f"  {key:>18}: {value}")
     ok = (row["status"], row["result"]) == ("completed", "answered")

@@ -43,7 +43,7 @@ def normalise_caller(number: str, *, strip_prefix: str, add_prefix: str) -> str:
     if number.lower() in ANONYMOUS:
         raise Refused("anonymous", "anonymous or empty caller number")
     if strip_prefix and number.startswith(strip_prefix):
-        number = number[len(strip_prefix):]
+        number = number[len(strip_prefix) :]
     number = add_prefix + number
     if not DIAL_STRING.fullmatch(number):
         raise Refused("bad_cli", "caller number is not a dial string")
@@ -75,8 +75,10 @@ class InboundTrigger:
     def on_start(self, event: StasisStart) -> None:
         """StasisStart of a channel that is not ours by id (engine.on_foreign_start)."""
         if not event.args or event.args[0] != TRIGGER_ARG:
-            log.warning("unexpected channel entered the app", extra={
-                "action": "foreign_channel", "channel_id": event.channel.id})
+            log.warning(
+                "unexpected channel entered the app",
+                extra={"action": "foreign_channel", "channel_id": event.channel.id},
+            )
             return
         task = asyncio.create_task(self.handle(event), name=f"inbound-{event.channel.id}")
         self._tasks.add(task)
@@ -90,33 +92,41 @@ class InboundTrigger:
             request_id = await self._create(event)
         except Refused as exc:
             metrics.INBOUND.labels(exc.outcome).inc()
-            log.warning("inbound trigger refused: %s", exc,
-                        extra={**fields, "action": "inbound_refused", "outcome": exc.outcome})
+            log.warning(
+                "inbound trigger refused: %s",
+                exc,
+                extra={**fields, "action": "inbound_refused", "outcome": exc.outcome},
+            )
         except Exception:
             metrics.INBOUND.labels("error").inc()
             log.exception("inbound trigger failed", extra={**fields, "action": "error"})
         else:
             outcome = "created" if request_id is not None else "debounced"
             metrics.INBOUND.labels(outcome).inc()
-            log.info("inbound trigger %s", outcome,
-                     extra={**fields, "action": f"inbound_{outcome}", "request_id": request_id})
+            log.info(
+                "inbound trigger %s",
+                outcome,
+                extra={**fields, "action": f"inbound_{outcome}", "request_id": request_id},
+            )
         await ringback
         await self._reject(channel_id)
 
     async def _create(self, event: StasisStart) -> int | None:
         settings = self._settings
-        cli = normalise_caller(event.channel.caller_number,
-                               strip_prefix=settings.inbound_strip_prefix,
-                               add_prefix=settings.inbound_add_prefix)
+        cli = normalise_caller(
+            event.channel.caller_number,
+            strip_prefix=settings.inbound_strip_prefix,
+            add_prefix=settings.inbound_add_prefix,
+        )
         cld = event.args[1] if len(event.args) > 1 else ""
         if not DIAL_STRING.fullmatch(cld):
             raise Refused("bad_cld", "dialled CLD after 'ani_2way_' is not a dial string")
         identity = await self._store.account(cli) or self._default
         if identity is None:
-            raise Refused("no_identity",
-                          "caller has no callback_accounts row and no default identity is set")
-        return await self._store.create_request(identity, cli, cld,
-                                                settings.inbound_callback_delay)
+            raise Refused(
+                "no_identity", "caller has no callback_accounts row and no default identity is set"
+            )
+        return await self._store.create_request(identity, cli, cld, settings.inbound_callback_delay)
 
     async def _ringback(self, channel_id: str) -> None:
         delay = self._settings.inbound_ringback_ms / 1000
@@ -125,8 +135,11 @@ class InboundTrigger:
         try:
             await self._ari.ring(channel_id)
         except AriError as exc:
-            log.info("ringback failed: %s", exc, extra={"action": "inbound_ring_failed",
-                                                        "channel_id": channel_id})
+            log.info(
+                "ringback failed: %s",
+                exc,
+                extra={"action": "inbound_ring_failed", "channel_id": channel_id},
+            )
             return
         await asyncio.sleep(delay)  # the caller hears ringing this long: a product delay
 
@@ -134,8 +147,11 @@ class InboundTrigger:
         try:  # False (404) when the caller hung up first: nothing left to do
             await self._ari.hangup(channel_id, reason=self._settings.inbound_reject_reason.value)
         except AriError as exc:
-            log.warning("inbound reject failed: %s", exc,
-                        extra={"action": "inbound_reject_failed", "channel_id": channel_id})
+            log.warning(
+                "inbound reject failed: %s",
+                exc,
+                extra={"action": "inbound_reject_failed", "channel_id": channel_id},
+            )
 
     async def wait_idle(self) -> None:
         if self._tasks:

@@ -14,8 +14,7 @@ from typing import Any
 from stasis_app.config import LogFormat
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message",
-                                                                              "asctime"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -111,8 +111,9 @@ async def watchdog(env: Mapping[str, str] | None = None) -> AsyncIterator[float 
         await _cancel(task)
 
 
-async def announce_ready(checks: Checks, env: Mapping[str, str] | None = None,
-                         poll: float = READY_POLL) -> None:
+async def announce_ready(
+    checks: Checks, env: Mapping[str, str] | None = None, poll: float = READY_POLL
+) -> None:
     """Send READY=1 once every readiness check is true (e.g. ``Service.readiness``).
 
     Until then STATUS= names what is still down, which ``systemctl status`` shows.
@@ -131,8 +132,9 @@ async def announce_ready(checks: Checks, env: Mapping[str, str] | None = None,
 
 
 @contextlib.asynccontextmanager
-async def lifecycle(checks: Checks, env: Mapping[str, str] | None = None,
-                    poll: float = READY_POLL) -> AsyncIterator[None]:
+async def lifecycle(
+    checks: Checks, env: Mapping[str, str] | None = None, poll: float = READY_POLL
+) -> AsyncIterator[None]:
     """READY=1 in the background once ``checks`` pass; STOPPING=1 when the block is left."""
     task = asyncio.create_task(announce_ready(checks, env, poll), name="sd-ready")
     try:

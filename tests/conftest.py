@@ -49,8 +49,11 @@ def ha1(user: str, password: str | None = None, realm: str = REALM) -> str:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    simulator = Simulator(SimulatorConfig(user="twoway", password="ari-secret-pw",
-                                          realm=REALM, accounts=dict(PASSWORDS)))
+    simulator = Simulator(
+        SimulatorConfig(
+            user="twoway", password="ari-secret-pw", realm=REALM, accounts=dict(PASSWORDS)
+        )
+    )
     await simulator.start(host="127.0.0.1", port=0)
     yield simulator
     await simulator.stop()
@@ -58,10 +61,21 @@ async def sim() -> AsyncIterator[Simulator]:
 
 def service_settings(db_url: str, sim_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
-        database_url=db_url, ari_url=sim_url, ari_user="twoway", ari_password="ari-secret-pw",
-        sip_realm=REALM, instance_id="test-1", leg_a_timeout=5, leg_b_timeout=5,
-        retry_delay=0.2, retry_delay_max=1, max_cps=1000, poll_max_sleep=60,
-        shutdown_grace=5, http_listen="127.0.0.1:0")
+        database_url=db_url,
+        ari_url=sim_url,
+        ari_user="twoway",
+        ari_password="ari-secret-pw",
+        sip_realm=REALM,
+        instance_id="test-1",
+        leg_a_timeout=5,
+        leg_b_timeout=5,
+        retry_delay=0.2,
+        retry_delay_max=1,
+        max_cps=1000,
+        poll_max_sleep=60,
+        shutdown_grace=5,
+        http_listen="127.0.0.1:0",
+    )
     values.update(overrides)
     return Settings(**values)
 

@@ -34,10 +34,16 @@ LABEL_REF = re.compile(r"\$labels\.([A-Za-z_][A-Za-z0-9_]*)")
 # Series that are not the app's own, with the labels they carry.
 EXTERNAL = {"up": frozenset({"instance", "job"})}
 # What the issue asks for, by name.
-REQUIRED = frozenset({
-    "TwowayInstanceDown", "TwowayAriWebsocketDown", "TwowayDbListenDown",
-    "TwowaySuccessRatioLow", "TwowayQueueBacklog", "TwowayAriErrorRateHigh",
-})
+REQUIRED = frozenset(
+    {
+        "TwowayInstanceDown",
+        "TwowayAriWebsocketDown",
+        "TwowayDbListenDown",
+        "TwowaySuccessRatioLow",
+        "TwowayQueueBacklog",
+        "TwowayAriErrorRateHigh",
+    }
+)
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason=NO_PROMTOOL)
 
@@ -57,6 +63,7 @@ def expo() -> Exposition:
 
 
 # --- the file --------------------------------------------------------------------------------
+
 
 def test_groups_schema() -> None:
     doc = yaml.safe_load(ALERTS_FILE.read_text())
@@ -101,12 +108,17 @@ def test_rule_metrics_exist_in_exposition(rule: dict[str, Any], expo: Exposition
 
 @needs_promtool
 def test_promtool_check_rules() -> None:
-    done = subprocess.run(["promtool", "check", "rules", str(ALERTS_FILE)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["promtool", "check", "rules", str(ALERTS_FILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 # --- behaviour: promtool test rules ------------------------------------------------------------
+
 
 def _labels(instance: str, **extra: str) -> str:
     pairs = {"instance": instance, "job": JOB, **extra}
@@ -128,54 +140,83 @@ class Scenario:
 
 FINISHED = "twoway_callbacks_finished_total"
 SCENARIOS = [
-    Scenario("TwowayInstanceDown", {
-        f"up{_labels(A1)}": "1 1 0x10",
-        f"up{_labels(A2)}": "1x12",
-    }, {"3m": [], "5m": [ON_A1]}),
-    Scenario("TwowayAriWebsocketDown", {
-        f"twoway_ari_connected{_labels(A1)}": "1 1 0x10",
-        f"twoway_ari_connected{_labels(A2)}": "1x12",
-    }, {"2m": [], "4m": [ON_A1]}),
-    Scenario("TwowayDbListenDown", {
-        f"twoway_db_listen_connected{_labels(A1)}": "1 1 0x10",
-        f"twoway_db_listen_connected{_labels(A2)}": "1x12",
-    }, {"2m": [], "4m": [ON_A1]}),
-    Scenario("TwowayAriReconnectsFrequent", {
-        f"twoway_ari_reconnects_total{_labels(A1)}": "0 0 1 2 3 4 5 5x10",
-        f"twoway_ari_reconnects_total{_labels(A2)}": "0 1 2 2x14",
-    }, {"3m": [], "10m": [ON_A1]}),
-    Scenario("TwowaySuccessRatioLow", {
-        # app-1: healthy for 30 minutes, then nothing is answered any more.
-        f"{FINISHED}{_labels(A1, status='completed', result='answered')}": "0+10x30 300x30",
-        f"{FINISHED}{_labels(A1, status='failed', result='callback_no_answer')}":
-            "0+2x30 70+10x29",
-        f"{FINISHED}{_labels(A1, status='cancelled', result='cancelled')}": "0x60",
-        # app-2: nothing answered either, but too few calls to judge (15 in 15 minutes).
-        f"{FINISHED}{_labels(A2, status='completed', result='answered')}": "0x60",
-        f"{FINISHED}{_labels(A2, status='failed', result='destination_busy')}": "0+1x60",
-        # app-3: an operator cancels rows in bulk; those are no failed calls.
-        f"{FINISHED}{_labels(A3, status='completed', result='answered')}": "0+5x60",
-        f"{FINISHED}{_labels(A3, status='failed', result='callback_busy')}": "0x60",
-        f"{FINISHED}{_labels(A3, status='cancelled', result='cancelled')}": "0+50x60",
-    }, {"25m": [], "60m": [ON_A1]}),
-    Scenario("TwowayQueueBacklog", {
-        # A database-wide gauge, reported alike by every instance: one alert per job.
-        f"twoway_queue_due{_labels(A1)}": "0 500x10",
-        f"twoway_queue_due{_labels(A2)}": "0 500x10",
-    }, {"4m": [], "8m": [{"job": JOB}]}),
-    Scenario("TwowayAriErrorRateHigh", {
-        # app-1: a quarter of all requests fail.
-        f"twoway_ari_request_seconds_count{_labels(A1, op='originate')}": "0+60x30",
-        f"twoway_ari_errors_total{_labels(A1, op='originate')}": "0+30x30",
-        f"twoway_ari_request_seconds_count{_labels(A1, op='hangup')}": "0+60x30",
-        f"twoway_ari_errors_total{_labels(A1, op='hangup')}": "0x30",
-        # app-2: 5 % fail, under the threshold.
-        f"twoway_ari_request_seconds_count{_labels(A2, op='originate')}": "0+60x30",
-        f"twoway_ari_errors_total{_labels(A2, op='originate')}": "0+3x30",
-        # app-3: all fail, but two requests a minute is too few to page on.
-        f"twoway_ari_request_seconds_count{_labels(A3, op='ping')}": "0+2x30",
-        f"twoway_ari_errors_total{_labels(A3, op='ping')}": "0+2x30",
-    }, {"5m": [], "20m": [ON_A1]}),
+    Scenario(
+        "TwowayInstanceDown",
+        {
+            f"up{_labels(A1)}": "1 1 0x10",
+            f"up{_labels(A2)}": "1x12",
+        },
+        {"3m": [], "5m": [ON_A1]},
+    ),
+    Scenario(
+        "TwowayAriWebsocketDown",
+        {
+            f"twoway_ari_connected{_labels(A1)}": "1 1 0x10",
+            f"twoway_ari_connected{_labels(A2)}": "1x12",
+        },
+        {"2m": [], "4m": [ON_A1]},
+    ),
+    Scenario(
+        "TwowayDbListenDown",
+        {
+            f"twoway_db_listen_connected{_labels(A1)}": "1 1 0x10",
+            f"twoway_db_listen_connected{_labels(A2)}": "1x12",
+        },
+        {"2m": [], "4m": [ON_A1]},
+    ),
+    Scenario(
+        "TwowayAriReconnectsFrequent",
+        {
+            f"twoway_ari_reconnects_total{_labels(A1)}": "0 0 1 2 3 4 5 5x10",
+            f"twoway_ari_reconnects_total{_labels(A2)}": "0 1 2 2x14",
+        },
+        {"3m": [], "10m": [ON_A1]},
+    ),
+    Scenario(
+        "TwowaySuccessRatioLow",
+        {
+            # app-1: healthy for 30 minutes, then nothing is answered any more.
+            f"{FINISHED}{_labels(A1, status='completed', result='answered')}": "0+10x30 300x30",
+            f"{FINISHED}{_labels(A1, status='failed', result='callback_no_answer')}": (
+                "0+2x30 70+10x29"
+            ),
+            f"{FINISHED}{_labels(A1, status='cancelled', result='cancelled')}": "0x60",
+            # app-2: nothing answered either, but too few calls to judge (15 in 15 minutes).
+            f"{FINISHED}{_labels(A2, status='completed', result='answered')}": "0x60",
+            f"{FINISHED}{_labels(A2, status='failed', result='destination_busy')}": "0+1x60",
+            # app-3: an operator cancels rows in bulk; those are no failed calls.
+            f"{FINISHED}{_labels(A3, status='completed', result='answered')}": "0+5x60",
+            f"{FINISHED}{_labels(A3, status='failed', result='callback_busy')}": "0x60",
+            f"{FINISHED}{_labels(A3, status='cancelled', result='cancelled')}": "0+50x60",
+        },
+        {"25m": [], "60m": [ON_A1]},
+    ),
+    Scenario(
+        "TwowayQueueBacklog",
+        {
+            # A database-wide gauge, reported alike by every instance: one alert per job.
+            f"twoway_queue_due{_labels(A1)}": "0 500x10",
+            f"twoway_queue_due{_labels(A2)}": "0 500x10",
+        },
+        {"4m": [], "8m": [{"job": JOB}]},
+    ),
+    Scenario(
+        "TwowayAriErrorRateHigh",
+        {
+            # app-1: a quarter of all requests fail.
+            f"twoway_ari_request_seconds_count{_labels(A1, op='originate')}": "0+60x30",
+            f"twoway_ari_errors_total{_labels(A1, op='originate')}": "0+30x30",
+            f"twoway_ari_request_seconds_count{_labels(A1, op='hangup')}": "0+60x30",
+            f"twoway_ari_errors_total{_labels(A1, op='hangup')}": "0x30",
+            # app-2: 5 % fail, under the threshold.
+            f"twoway_ari_request_seconds_count{_labels(A2, op='originate')}": "0+60x30",
+            f"twoway_ari_errors_total{_labels(A2, op='originate')}": "0+3x30",
+            # app-3: all fail, but two requests a minute is too few to page on.
+            f"twoway_ari_request_seconds_count{_labels(A3, op='ping')}": "0+2x30",
+            f"twoway_ari_errors_total{_labels(A3, op='ping')}": "0+2x30",
+        },
+        {"5m": [], "20m": [ON_A1]},
+    ),
 ]
 
 
@@ -216,21 +257,32 @@ def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
                 for key, text in rule["annotations"].items():
                     missing = set(LABEL_REF.findall(text)) - set(series_labels)
                     assert not missing, f"{sc.alert} {key} uses labels it lacks: {missing}"
-                expected.append({
-                    "exp_labels": {**series_labels, **rule["labels"]},
-                    "exp_annotations": {k: _render_refs(v, series_labels)
-                                        for k, v in rule["annotations"].items()},
-                })
+                expected.append(
+                    {
+                        "exp_labels": {**series_labels, **rule["labels"]},
+                        "exp_annotations": {
+                            k: _render_refs(v, series_labels)
+                            for k, v in rule["annotations"].items()
+                        },
+                    }
+                )
             checks.append({"eval_time": at, "alertname": sc.alert, "exp_alerts": expected})
-        tests.append({
-            "name": sc.alert,
-            "interval": "1m",
-            "input_series": [{"series": s, "values": v} for s, v in sc.series.items()],
-            "alert_rule_test": checks,
-        })
+        tests.append(
+            {
+                "name": sc.alert,
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in sc.series.items()],
+                "alert_rule_test": checks,
+            }
+        )
     unit = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}
     (tmp_path / "unit.yml").write_text(yaml.safe_dump(unit, sort_keys=False))
 
-    done = subprocess.run(["promtool", "test", "rules", "unit.yml"], cwd=tmp_path,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["promtool", "test", "rules", "unit.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

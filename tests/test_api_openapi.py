@@ -51,8 +51,9 @@ def schema_of(doc: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
     return {**ref, "components": doc["components"]}
 
 
-async def test_served_document_lists_every_route(pool: asyncpg.Pool,
-                                                 start_service: ServiceFactory) -> None:
+async def test_served_document_lists_every_route(
+    pool: asyncpg.Pool, start_service: ServiceFactory
+) -> None:
     service = await start_service(api_tokens=TOKENS)
     reply = await call(service.http_url, "GET", "/v1/openapi.json")
     assert reply.status == 200
@@ -63,12 +64,20 @@ async def test_served_document_lists_every_route(pool: asyncpg.Pool,
 
     app = web.Application()
     add_api_routes(app, pool, service.settings)
-    documented = {(method.upper(), path) for path, item in doc["paths"].items()
-                  for method in item if method in METHODS}
+    documented = {
+        (method.upper(), path)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in METHODS
+    }
     assert documented == app_routes(app)
 
-    operation_ids = [op["operationId"] for item in doc["paths"].values()
-                     for method, op in item.items() if method in METHODS]
+    operation_ids = [
+        op["operationId"]
+        for item in doc["paths"].values()
+        for method, op in item.items()
+        if method in METHODS
+    ]
     assert len(operation_ids) == len(set(operation_ids))
     schemas = doc["components"]["schemas"]
     for ref in refs(doc):
@@ -99,29 +108,53 @@ def _samples() -> list[dict[str, Any]]:
     """Bodies on both sides of the documented rules (not the cross-field ones)."""
     base = body(next_call=later())
     changes: list[dict[str, Any]] = [
-        {}, {"original_cld": "2way_12345"}, {"md5secret": ha1("902").upper()},
-        {"original_cli": "+4930 1"}, {"original_cli": 123}, {"original_cli": "1" * 64},
-        {"original_cli": "1" * 65}, {"extra": 1}, {"username": None}, {"username": "é"},
-        {"authname": None}, {"twoway_cli": ""}, {"twoway_cli": "*21#"},
-        {"max_attempts": 0}, {"max_attempts": 1}, {"max_attempts": 100},
-        {"max_attempts": 101}, {"max_attempts": 1.5}, {"retry_delay": 0},
-        {"retry_delay": 86400}, {"retry_delay": 86400.5}, {"retry_delay": -0.1},
-        {"retry_delay": "5"}, {"call_id": "a b"}, {"call_id": 'a"b'}, {"call_id": "a@b.c"},
-        {"call_id": "c" * 200}, {"call_id": "c" * 201}, {"next_call": "2030-01-01T10:00:00"},
+        {},
+        {"original_cld": "2way_12345"},
+        {"md5secret": ha1("902").upper()},
+        {"original_cli": "+4930 1"},
+        {"original_cli": 123},
+        {"original_cli": "1" * 64},
+        {"original_cli": "1" * 65},
+        {"extra": 1},
+        {"username": None},
+        {"username": "é"},
+        {"authname": None},
+        {"twoway_cli": ""},
+        {"twoway_cli": "*21#"},
+        {"max_attempts": 0},
+        {"max_attempts": 1},
+        {"max_attempts": 100},
+        {"max_attempts": 101},
+        {"max_attempts": 1.5},
+        {"retry_delay": 0},
+        {"retry_delay": 86400},
+        {"retry_delay": 86400.5},
+        {"retry_delay": -0.1},
+        {"retry_delay": "5"},
+        {"call_id": "a b"},
+        {"call_id": 'a"b'},
+        {"call_id": "a@b.c"},
+        {"call_id": "c" * 200},
+        {"call_id": "c" * 201},
+        {"next_call": "2030-01-01T10:00:00"},
         {"next_call": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
-        {"original_cld": "2way_"}, {"original_cld": "a/b"}, {"md5secret": "0" * 31},
+        {"original_cld": "2way_"},
+        {"original_cld": "a/b"},
+        {"md5secret": "0" * 31},
     ]
     return [{**base, **change} for change in changes]
 
 
 async def test_request_schema_accepts_what_the_handler_accepts(
-        pool: asyncpg.Pool, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, start_service: ServiceFactory
+) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     doc = openapi_document()
     request = doc["paths"]["/v1/callbacks"]["post"]["requestBody"]["content"]["application/json"]
     validator = jsonschema.Draft202012Validator(
         schema_of(doc, request["schema"]),
-        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
     service = await start_service(api_tokens=TOKENS)
     for sample in _samples():
         reply = await call(service.http_url, "POST", "/v1/callbacks", json=sample)
@@ -130,7 +163,8 @@ async def test_request_schema_accepts_what_the_handler_accepts(
 
 
 async def test_responses_match_their_documented_schemas(
-        pool: asyncpg.Pool, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, start_service: ServiceFactory
+) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     doc = openapi_document()
     service = await start_service(api_tokens=TOKENS)
@@ -140,12 +174,16 @@ async def test_responses_match_their_documented_schemas(
         reply = await call(url, method, path, **kwargs)
         documented = doc["paths"][template][method.lower()]["responses"][str(reply.status)]
         schema = documented["content"]["application/json"]["schema"]
-        jsonschema.validate(reply.json, schema_of(doc, schema),
-                            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        jsonschema.validate(
+            reply.json,
+            schema_of(doc, schema),
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        )
         return reply.json
 
-    created = await check("POST", "/v1/callbacks", "/v1/callbacks",
-                          json=body(next_call=later(), call_id="c1@portal"))
+    created = await check(
+        "POST", "/v1/callbacks", "/v1/callbacks", json=body(next_call=later(), call_id="c1@portal")
+    )
     await check("POST", "/v1/callbacks", "/v1/callbacks", json={"username": 1})  # 422
     await check("POST", "/v1/callbacks", "/v1/callbacks", data=b"[")  # 400
     await check("POST", "/v1/callbacks", "/v1/callbacks", token="bad")  # 401
@@ -160,11 +198,17 @@ async def test_responses_match_their_documented_schemas(
 
 
 async def test_documented_query_parameters_are_accepted(
-        pool: asyncpg.Pool, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, start_service: ServiceFactory
+) -> None:
     service = await start_service(api_tokens=TOKENS)
-    examples = {"status": "pending,failed", "cli": "87654321",
-                "created_from": "2020-01-01T00:00:00Z", "created_to": later(), "limit": "500",
-                "cursor": "9223372036854775807"}
+    examples = {
+        "status": "pending,failed",
+        "cli": "87654321",
+        "created_from": "2020-01-01T00:00:00Z",
+        "created_to": later(),
+        "limit": "500",
+        "cursor": "9223372036854775807",
+    }
     params = openapi_document()["paths"]["/v1/callbacks"]["get"]["parameters"]
     assert {p["name"] for p in params} == set(examples)
     reply = await call(service.http_url, "GET", "/v1/callbacks", params=examples)

@@ -26,8 +26,13 @@ _DEFAULT = object()
 
 def body(**overrides: Any) -> dict[str, Any]:
     """The seed's example request, as an API client sends it (bare CLD)."""
-    values: dict[str, Any] = {"username": "801", "authname": "902", "md5secret": ha1("902"),
-                              "original_cli": "87654321", "original_cld": "12345"}
+    values: dict[str, Any] = {
+        "username": "801",
+        "authname": "902",
+        "md5secret": ha1("902"),
+        "original_cli": "87654321",
+        "original_cld": "12345",
+    }
     values.update(overrides)
     return {k: v for k, v in values.items() if v is not None}
 
@@ -43,15 +48,24 @@ class Reply:
         return json.loads(self.text)
 
 
-async def call(url: str, method: str, path: str, *, token: str | object | None = _DEFAULT,
-               headers: dict[str, str] | None = None, **kwargs: Any) -> Reply:
+async def call(
+    url: str,
+    method: str,
+    path: str,
+    *,
+    token: str | object | None = _DEFAULT,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> Reply:
     """One request; ``token`` None sends no Authorization header."""
     sent = dict(headers or {})
     token = TOKEN if token is _DEFAULT else token
     if token is not None:
         sent.setdefault("Authorization", f"Bearer {token}")
-    async with aiohttp.ClientSession() as session, session.request(
-            method, url + path, headers=sent, **kwargs) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url + path, headers=sent, **kwargs) as response,
+    ):
         return Reply(response.status, await response.text(), response.headers)
 
 
@@ -60,16 +74,18 @@ def proxy(url: str, token: str = TOKEN, *, basic: bool = True) -> xmlrpc.client.
     if basic:
         host = url.removeprefix("http://")
         return xmlrpc.client.ServerProxy(f"http://portal:{token}@{host}/xmlrpc")
-    return xmlrpc.client.ServerProxy(f"{url}/xmlrpc",
-                                     headers=[("Authorization", f"Bearer {token}")])
+    return xmlrpc.client.ServerProxy(
+        f"{url}/xmlrpc", headers=[("Authorization", f"Bearer {token}")]
+    )
 
 
 async def xcall(server: xmlrpc.client.ServerProxy, method: str, *params: Any) -> Any:
     return await asyncio.to_thread(getattr(server, method), *params)
 
 
-async def fault_of(server: xmlrpc.client.ServerProxy, method: str,
-                   *params: Any) -> xmlrpc.client.Fault:
+async def fault_of(
+    server: xmlrpc.client.ServerProxy, method: str, *params: Any
+) -> xmlrpc.client.Fault:
     try:
         await xcall(server, method, *params)
     except xmlrpc.client.Fault as fault:

@@ -27,11 +27,20 @@ def test_tokens_bearer_and_basic() -> None:
     assert auth.client("bearer   beta ", allow_basic=False) == "token-1"
     assert auth.client(basic("anyone", "beta"), allow_basic=True) == "token-1"
     assert auth.client(basic("", "alpha"), allow_basic=True) == "token-0"
-    for header, allow_basic in ((None, True), ("", True), ("Bearer", True), ("Bearer alph", True),
-                                ("Bearer alpha2", True), ("alpha", True),
-                                (basic("x", "alpha"), False), (basic("alpha", ""), True),
-                                ("Basic !!!", True), ("Basic " + "YWxwaGE=", True),
-                                ("Bearer \udcff", True), ("Bearer ü", True)):
+    for header, allow_basic in (
+        (None, True),
+        ("", True),
+        ("Bearer", True),
+        ("Bearer alph", True),
+        ("Bearer alpha2", True),
+        ("alpha", True),
+        (basic("x", "alpha"), False),
+        (basic("alpha", ""), True),
+        ("Basic !!!", True),
+        ("Basic " + "YWxwaGE=", True),
+        ("Bearer \udcff", True),
+        ("Bearer ü", True),
+    ):
         with pytest.raises(Unauthorized):
             auth.client(header, allow_basic=allow_basic)
 
@@ -67,10 +76,22 @@ def test_guard_limits_each_client() -> None:
     guard.admit("Bearer t2", allow_basic=False)
 
 
-@pytest.mark.parametrize(("host", "loopback"), [
-    ("127.0.0.1", True), ("127.255.0.9", True), ("::1", True), ("localhost", True),
-    ("LOCALHOST", True), ("::ffff:127.0.0.1", True), ("0.0.0.0", False), ("::", False),
-    ("10.0.0.1", False), ("example.net", False), ("", False)])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("::ffff:127.0.0.1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.1", False),
+        ("example.net", False),
+        ("", False),
+    ],
+)
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
@@ -99,10 +120,15 @@ def test_password_becomes_ha1_of_the_auth_user() -> None:
 
 def test_xmlrpc_values_both_ways() -> None:
     assert from_wire(xmlrpc.client.DateTime("20300102T03:04:05")) == datetime(
-        2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+        2030, 1, 2, 3, 4, 5, tzinfo=UTC
+    )
     odd = xmlrpc.client.DateTime("garbage")
     assert from_wire(odd) is odd  # left for validation to refuse
     assert to_wire({"a": None, "b": [1, None], "c": 2**40, "d": "x\x00y", "e": True}) == {
-        "b": [1], "c": str(2**40), "d": "x?y", "e": True}
+        "b": [1],
+        "c": str(2**40),
+        "d": "x?y",
+        "e": True,
+    }
     name, params = parse_call(xmlrpc.client.dumps((1, "a"), "callback.get").encode())
     assert (name, params) == ("callback.get", (1, "a"))

@@ -39,6 +39,7 @@ WANTED = {
     "BridgeDestroyed": BridgeDestroyed,
 }
 
+
 def trace_files() -> list[Path]:
     return sorted(TRACES.glob("*.events.jsonl")) + sorted(TRACES.glob("versions/*/events.jsonl"))
 
@@ -117,9 +118,16 @@ def check_channel(channel: Channel, raw: dict[str, Any]) -> None:
 def test_answered_call_then_far_end_bye() -> None:
     events = scenario("a_answer_bye")
     assert short(events) == [
-        "Dial", "ChannelStateChange", "Dial", "ChannelStateChange", "Dial",
-        "StasisStart", "ChannelHangupRequest", "StasisEnd", "ChannelDestroyed",
-    ]  # fmt: skip
+        "Dial",
+        "ChannelStateChange",
+        "Dial",
+        "ChannelStateChange",
+        "Dial",
+        "StasisStart",
+        "ChannelHangupRequest",
+        "StasisEnd",
+        "ChannelDestroyed",
+    ]
     assert [e.dialstatus for e in events if isinstance(e, Dial)] == ["", "RINGING", "ANSWER"]
     start = events[5]
     assert isinstance(start, StasisStart)
@@ -182,10 +190,15 @@ def test_bridge_scenario() -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "g_inbound_answer", "g_inbound_busy", "g_inbound_code21", "g_inbound_congestion",
-        "g_inbound_noring_busy", "g_inbound_normal", "g_inbound_rejected",
+        "g_inbound_answer",
+        "g_inbound_busy",
+        "g_inbound_code21",
+        "g_inbound_congestion",
+        "g_inbound_noring_busy",
+        "g_inbound_normal",
+        "g_inbound_rejected",
     ],
-)  # fmt: skip
+)
 def test_inbound_stasis_start(name: str) -> None:
     events = scenario(name)
     start = events[0]
@@ -273,21 +286,28 @@ def test_channel_varset_rejected_without_json_decode(monkeypatch: pytest.MonkeyP
 def test_prefilter_stays_exact_in_tricky_cases() -> None:
     # a nested "type" key with a wanted value ahead of the real one: decoded, correctly ignored
     tricky = json.dumps(
-        {"variable": "x", "channel": {"id": "c1", "channelvars": {"type": "StasisStart"}},
-         "type": "ChannelVarset"}
-    )  # fmt: skip
+        {
+            "variable": "x",
+            "channel": {"id": "c1", "channelvars": {"type": "StasisStart"}},
+            "type": "ChannelVarset",
+        }
+    )
     assert parse_event(tricky) is None
     # a nested "type" key with an unwanted value ahead of the real, wanted one
     nested_first = json.dumps(
-        {"channel": {**CHANNEL, "channelvars": {"type": "ChannelVarset"}},
-         "type": "StasisEnd", "timestamp": "t"}
-    )  # fmt: skip
+        {
+            "channel": {**CHANNEL, "channelvars": {"type": "ChannelVarset"}},
+            "type": "StasisEnd",
+            "timestamp": "t",
+        }
+    )
     event = parse_event(nested_first)
     assert isinstance(event, StasisEnd)
     assert event.channel_id == "c1"
     # whitespace around the colon, pretty-printed, and a type spelled with \u escapes
-    assert isinstance(parse_event(json.dumps({"type": "StasisEnd", "channel": CHANNEL}, indent=2)),
-                      StasisEnd)  # fmt: skip
+    assert isinstance(
+        parse_event(json.dumps({"type": "StasisEnd", "channel": CHANNEL}, indent=2)), StasisEnd
+    )
     spaced = '{"type"  :\n "StasisEnd", "channel": {"id": "c1"}}'
     assert isinstance(parse_event(spaced), StasisEnd)
     escaped = '{"type": "\\u0053tasisEnd", "channel": {"id": "c1"}}'
@@ -332,9 +352,13 @@ def test_events_and_models_are_frozen_and_slotted() -> None:
 
 def test_bridge_from_json() -> None:
     raw = {
-        "id": "b1", "technology": "simple_bridge", "bridge_type": "mixing",
-        "channels": ["c1", "c2"], "name": "", "creationtime": "t",
-    }  # fmt: skip
+        "id": "b1",
+        "technology": "simple_bridge",
+        "bridge_type": "mixing",
+        "channels": ["c1", "c2"],
+        "name": "",
+        "creationtime": "t",
+    }
     assert Bridge.from_json(raw) == Bridge(id="b1", bridge_type="mixing", channels=("c1", "c2"))
     assert Bridge.from_json({"id": "b2"}) == Bridge(id="b2", bridge_type="", channels=())
     with pytest.raises(ValueError, match="without an id"):

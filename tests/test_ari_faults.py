@@ -34,8 +34,12 @@ DEST = "12345"  # leg B: the destination
 
 
 def leg_a_originates(sim: Simulator, rid: int) -> list[Any]:
-    return [o for o in originates(sim) if o.query.get("channelId", "").startswith(f"twoway-{rid}-")
-            and o.query["channelId"].endswith("a")]
+    return [
+        o
+        for o in originates(sim)
+        if o.query.get("channelId", "").startswith(f"twoway-{rid}-")
+        and o.query["channelId"].endswith("a")
+    ]
 
 
 def requests_to(sim: Simulator, method: str, path: str) -> list[Any]:
@@ -50,11 +54,23 @@ async def pending_after(pool: asyncpg.Pool, rid: int, attempts: int) -> bool:
 # --- the simulator's fault injection itself ------------------------------------------------
 
 
-async def ari(sim: Simulator, method: str, path: str, params: dict[str, str] | None = None,
-              *, timeout: float = 5.0) -> tuple[int, Any]:
-    async with aiohttp.ClientSession(headers=AUTH) as http, http.request(
-            method, f"{sim.base_url}/ari{path}", params=params or {},
-            timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+async def ari(
+    sim: Simulator,
+    method: str,
+    path: str,
+    params: dict[str, str] | None = None,
+    *,
+    timeout: float = 5.0,
+) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as http,
+        http.request(
+            method,
+            f"{sim.base_url}/ari{path}",
+            params=params or {},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response,
+    ):
         return response.status, await response.json(content_type=None)
 
 
@@ -109,8 +125,10 @@ async def test_delay_before_and_after_handling(sim: Simulator) -> None:
 
 
 async def test_control_routes(sim: Simulator) -> None:
-    faults = [{"method": "post", "path_prefix": "/channels", "status": 500, "times": 2},
-              {"event_type": "ChannelDestroyed", "channel_prefix": "twoway-"}]
+    faults = [
+        {"method": "post", "path_prefix": "/channels", "status": 500, "times": 2},
+        {"event_type": "ChannelDestroyed", "channel_prefix": "twoway-"},
+    ]
     async with aiohttp.ClientSession() as http:
         async with http.put(f"{sim.base_url}/_sim/faults", json=faults) as response:
             assert response.status == 204
@@ -118,18 +136,35 @@ async def test_control_routes(sim: Simulator) -> None:
         async with http.get(f"{sim.base_url}/_sim/faults") as response:
             listed = await response.json()
         assert listed == [
-            {"method": "POST", "path_prefix": "/channels", "status": 500, "delay_ms": 0,
-             "delay_after_ms": 0, "times": 2, "message": "Internal Server Error", "query": {},
-             "hits": 1},
-            {"event_type": "ChannelDestroyed", "channel_prefix": "twoway-", "times": None,
-             "hits": 0}]
-        for bad in ({"method": "GET"}, {"method": "GET", "path_prefix": "/x"},
-                    {"method": "GET", "path_prefix": "/x", "status": 999},
-                    {"method": "GET", "path_prefix": "/x", "status": 500, "delay_after_ms": 5},
-                    {"method": "GET", "path_prefix": "x", "status": 500},
-                    {"method": "GET", "path_prefix": "/x", "status": 500, "times": 0},
-                    {"method": "GET", "path_prefix": "/x", "status": 500, "nope": 1},
-                    {"event_type": "", "channel_prefix": "x"}, [1]):
+            {
+                "method": "POST",
+                "path_prefix": "/channels",
+                "status": 500,
+                "delay_ms": 0,
+                "delay_after_ms": 0,
+                "times": 2,
+                "message": "Internal Server Error",
+                "query": {},
+                "hits": 1,
+            },
+            {
+                "event_type": "ChannelDestroyed",
+                "channel_prefix": "twoway-",
+                "times": None,
+                "hits": 0,
+            },
+        ]
+        for bad in (
+            {"method": "GET"},
+            {"method": "GET", "path_prefix": "/x"},
+            {"method": "GET", "path_prefix": "/x", "status": 999},
+            {"method": "GET", "path_prefix": "/x", "status": 500, "delay_after_ms": 5},
+            {"method": "GET", "path_prefix": "x", "status": 500},
+            {"method": "GET", "path_prefix": "/x", "status": 500, "times": 0},
+            {"method": "GET", "path_prefix": "/x", "status": 500, "nope": 1},
+            {"event_type": "", "channel_prefix": "x"},
+            [1],
+        ):
             async with http.put(f"{sim.base_url}/_sim/faults", json=bad) as response:
                 assert response.status == 400, bad
         assert len(sim.faults) == 1 and len(sim.event_faults) == 1  # a bad PUT changes nothing
@@ -143,7 +178,8 @@ async def test_control_routes(sim: Simulator) -> None:
 
 
 async def test_refused_originate_is_recorded_at_once(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     """No channel was created: no ChannelDestroyed to wait for, the slot is free at once."""
     sim.fault("POST", "/channels", status=500, times=1)
     await start_service(retry_delay=30)
@@ -152,7 +188,8 @@ async def test_refused_originate_is_recorded_at_once(
 
 
 async def test_originate_500_is_a_failed_attempt_then_retried_normally(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script(DEST, Script(action="answer", hangup_after_ms=50))
     sim.fault("POST", "/channels", status=500, message="Allocation failed")
     await start_service(retry_delay=0.3, max_attempts=3)
@@ -161,7 +198,9 @@ async def test_originate_500_is_a_failed_attempt_then_retried_normally(
     await until(lambda: pending_after(pool, rid, 1))
     row = await row_of(pool, rid)
     assert (row["result"], row["result_reason"]) == (
-        "callback_failed", "originate refused by Asterisk")
+        "callback_failed",
+        "originate refused by Asterisk",
+    )
     (refused,) = leg_a_originates(sim, rid)
     assert (refused.query["channelId"], refused.status) == (f"twoway-{rid}-1a", 500)
     assert sim_channel(sim, f"twoway-{rid}-1a") is None  # never created
@@ -170,13 +209,23 @@ async def test_originate_500_is_a_failed_attempt_then_retried_normally(
     row = await final_row(pool, rid)
     assert (row["status"], row["result"], row["attempts"]) == ("completed", "answered", 2)
     assert [(o.query["channelId"], o.status) for o in leg_a_originates(sim, rid)] == [
-        (f"twoway-{rid}-1a", 500), (f"twoway-{rid}-2a", 200)]
-    assert await statuses(pool, rid) == ["pending", "calling", "pending", "calling",
-                                         "connecting", "bridged", "completed"]
+        (f"twoway-{rid}-1a", 500),
+        (f"twoway-{rid}-2a", 200),
+    ]
+    assert await statuses(pool, rid) == [
+        "pending",
+        "calling",
+        "pending",
+        "calling",
+        "connecting",
+        "bridged",
+        "completed",
+    ]
 
 
 async def test_originate_500_until_max_attempts(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.fault("POST", "/channels", status=503, message="Service Unavailable")
     await start_service(retry_delay=0.1, max_attempts=2)
     rid = await insert(pool)
@@ -188,7 +237,8 @@ async def test_originate_500_until_max_attempts(
 
 
 async def test_one_refused_originate_times_1(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script(DEST, Script(action="answer", hangup_after_ms=50))
     fault = sim.fault("POST", "/channels", status=500, times=1)
     await start_service(retry_delay=0.1)
@@ -203,7 +253,8 @@ async def test_one_refused_originate_times_1(
 
 
 async def test_originate_answered_too_late_hangs_up_the_channel_it_created(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     """Asterisk created the channel at once but answered after our timeout: the session gives
     up on the request, hangs the deterministic channel id up, and counts a failed attempt."""
     sim.script(USER, Script(action="noanswer"))
@@ -215,7 +266,9 @@ async def test_originate_answered_too_late_hangs_up_the_channel_it_created(
     assert time.monotonic() - started < 5  # the REST timeout, not the ring timeout
     row = await row_of(pool, rid)
     assert (row["result"], row["result_reason"]) == (
-        "callback_failed", "originate refused by Asterisk")
+        "callback_failed",
+        "originate refused by Asterisk",
+    )
     leg = f"twoway-{rid}-1a"
     await until(lambda: leg in sim.ended_channels, timeout=5)
     assert sim.channel(leg).end == "cancelled"  # our DELETE cancelled the ringing INVITE
@@ -225,7 +278,8 @@ async def test_originate_answered_too_late_hangs_up_the_channel_it_created(
 
 
 async def test_originate_acted_on_too_late_is_hung_up(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     """Asterisk was slow to act: the channel appears only after our timeout (and after our
     DELETE of its id found nothing). It must still be hung up, not left ringing the user.
 
@@ -247,7 +301,8 @@ async def test_originate_acted_on_too_late_is_hung_up(
 
 
 async def test_every_request_slow_still_ends(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     """Asterisk answers nothing in time (every REST request outlives the timeout)."""
     await start_service(ari_timeout=0.3, max_attempts=1)
     sim.fault("*", "/", delay_ms=1000)  # after start-up: the service is connected
@@ -262,7 +317,8 @@ async def test_every_request_slow_still_ends(
 
 
 async def test_identity_objects_refused(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.fault("PUT", "/asterisk/config/dynamic/res_pjsip/", status=500, message="sorcery down")
     await start_service(max_attempts=2, retry_delay=0.1)
     rid = await insert(pool)
@@ -276,7 +332,8 @@ async def test_identity_objects_refused(
 
 
 async def test_bridge_creation_5xx_fails_the_request_and_hangs_up_both_legs(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.fault("POST", "/bridges", status=500, message="bridge allocation failed")
     await start_service()
     rid = await insert(pool)
@@ -290,7 +347,8 @@ async def test_bridge_creation_5xx_fails_the_request_and_hangs_up_both_legs(
 
 
 async def test_add_channel_5xx_destroys_the_bridge_too(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.fault("POST", "/bridges/", status=503, message="busy")  # addChannel, not the creation
     await start_service()
     rid = await insert(pool)
@@ -302,7 +360,8 @@ async def test_add_channel_5xx_destroys_the_bridge_too(
 
 
 async def test_leg_b_originate_500_is_a_destination_failure(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.fault("POST", "/channels", status=500, query={"endpoint": f"PJSIP/{DEST}@"})
     await start_service()
     rid = await insert(pool)
@@ -328,8 +387,8 @@ def short_guards(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_leg_a_without_a_verdict_is_ended_by_the_guard(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory,
-        short_guards: None) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory, short_guards: None
+) -> None:
     """Asterisk's ring timeout ends the channel, but its ChannelDestroyed is lost: the session
     does not wait for it forever."""
     sim.script(USER, Script(action="noanswer"))
@@ -344,8 +403,8 @@ async def test_leg_a_without_a_verdict_is_ended_by_the_guard(
 
 
 async def test_no_channel_event_ever_arrives(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory,
-        short_guards: None) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory, short_guards: None
+) -> None:
     """Not a single event of our channels arrives (answered or not, hung up or not): every
     state still ends, and nothing is left live in Asterisk."""
     sim.script(USER, Script(action="answer", ring_ms=100))
@@ -361,8 +420,8 @@ async def test_no_channel_event_ever_arrives(
 
 
 async def test_destination_without_a_verdict_is_ended_by_the_guard(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory,
-        short_guards: None) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory, short_guards: None
+) -> None:
     sim.script(DEST, Script(action="noanswer"))
     sim.lose_events("ChannelDestroyed", channel_prefix="twoway-")
     await start_service(leg_b_timeout=1)
@@ -375,7 +434,8 @@ async def test_destination_without_a_verdict_is_ended_by_the_guard(
 
 
 async def test_a_hung_originate_never_hangs_the_request(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     """An originate Asterisk never answers at all (far beyond any timeout)."""
     sim.fault("POST", "/channels", delay_ms=600_000)
     await start_service(ari_timeout=0.5, max_attempts=1)

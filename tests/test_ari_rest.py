@@ -44,15 +44,27 @@ CHANNEL_JSON = {
     "caller": {"name": "Callback", "number": "4930123456"},
     "connected": {"name": "Callback", "number": "4930123456"},
     "accountcode": "",
-    "dialplan": {"context": "from-softswitch", "exten": "s", "priority": 1,
-                 "app_name": "AppDial2", "app_data": "(Outgoing Line)"},
+    "dialplan": {
+        "context": "from-softswitch",
+        "exten": "s",
+        "priority": 1,
+        "app_name": "AppDial2",
+        "app_data": "(Outgoing Line)",
+    },
     "creationtime": "2026-11-26T05:58:50.759+0000",
     "language": "en",
-}  # fmt: skip
+}
 BRIDGE_JSON = {
-    "id": "br-1", "technology": "simple_bridge", "bridge_type": "mixing", "bridge_class": "stasis",
-    "creator": "Stasis", "name": "", "channels": [], "creationtime": "t", "video_mode": "talker",
-}  # fmt: skip
+    "id": "br-1",
+    "technology": "simple_bridge",
+    "bridge_type": "mixing",
+    "bridge_class": "stasis",
+    "creator": "Stasis",
+    "name": "",
+    "channels": [],
+    "creationtime": "t",
+    "video_mode": "talker",
+}
 
 Reply = tuple[int, Any] | Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -78,9 +90,14 @@ class FakeAri:
         raw = await request.read()
         path = request.path.removeprefix("/ari")
         self.seen.append(
-            Seen(request.method, path, dict(request.query),
-                 json.loads(raw) if raw else None, request.headers.get("Authorization"))
-        )  # fmt: skip
+            Seen(
+                request.method,
+                path,
+                dict(request.query),
+                json.loads(raw) if raw else None,
+                request.headers.get("Authorization"),
+            )
+        )
         reply = self.replies.get((request.method, path))
         if reply is None:
             return web.json_response({"message": "Resource not found"}, status=404)
@@ -118,8 +135,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def make_rest(
     session: aiohttp.ClientSession, url: str, *, timeout: float = 2.0, observer: Any = None
 ) -> AriRest:
-    return AriRest(session, url, user=USER, password=SecretStr(PASSWORD), timeout=timeout,
-                   observer=observer)  # fmt: skip
+    return AriRest(
+        session, url, user=USER, password=SecretStr(PASSWORD), timeout=timeout, observer=observer
+    )
 
 
 def expected_auth() -> str:
@@ -171,8 +189,15 @@ async def test_originate_without_caller_id_or_variables(
 ) -> None:
     fake.replies[("POST", "/channels")] = (200, CHANNEL_JSON)
     rest = make_rest(session, fake.url)
-    await rest.originate(endpoint="PJSIP/1@t", channel_id="x", app="a", app_args=(),
-                         caller_id=None, timeout=-1, variables={})  # fmt: skip
+    await rest.originate(
+        endpoint="PJSIP/1@t",
+        channel_id="x",
+        app="a",
+        app_args=(),
+        caller_id=None,
+        timeout=-1,
+        variables={},
+    )
     [seen] = fake.seen
     assert "callerId" not in seen.query
     assert seen.query["appArgs"] == ""
@@ -183,24 +208,40 @@ async def test_originate_without_caller_id_or_variables(
 async def test_originate_rejects_bad_app_args(session: aiohttp.ClientSession) -> None:
     rest = make_rest(session, "http://127.0.0.1:1")
     with pytest.raises(ValueError, match="comma"):
-        await rest.originate(endpoint="e", channel_id="x", app="a", app_args=["a,b"],
-                             caller_id=None, timeout=1, variables={})  # fmt: skip
+        await rest.originate(
+            endpoint="e",
+            channel_id="x",
+            app="a",
+            app_args=["a,b"],
+            caller_id=None,
+            timeout=1,
+            variables={},
+        )
     with pytest.raises(TypeError):
-        await rest.originate(endpoint="e", channel_id="x", app="a", app_args="ab",
-                             caller_id=None, timeout=1, variables={})  # fmt: skip
+        await rest.originate(
+            endpoint="e",
+            channel_id="x",
+            app="a",
+            app_args="ab",
+            caller_id=None,
+            timeout=1,
+            variables={},
+        )
 
 
 async def test_channel_operations(fake: FakeAri, session: aiohttp.ClientSession) -> None:
     cid = "cb-1-a1"
-    fake.replies.update({
-        ("DELETE", f"/channels/{cid}"): (204, None),
-        ("POST", f"/channels/{cid}/answer"): (204, None),
-        ("POST", f"/channels/{cid}/ring"): (204, None),
-        ("DELETE", f"/channels/{cid}/ring"): (204, None),
-        ("GET", f"/channels/{cid}"): (200, {**CHANNEL_JSON, "state": "Up"}),
-        ("GET", "/channels"): (200, [CHANNEL_JSON, {**CHANNEL_JSON, "id": "cb-1-b1"}]),
-        ("GET", f"/channels/{cid}/variable"): (200, {"value": "call-id-1"}),
-    })  # fmt: skip
+    fake.replies.update(
+        {
+            ("DELETE", f"/channels/{cid}"): (204, None),
+            ("POST", f"/channels/{cid}/answer"): (204, None),
+            ("POST", f"/channels/{cid}/ring"): (204, None),
+            ("DELETE", f"/channels/{cid}/ring"): (204, None),
+            ("GET", f"/channels/{cid}"): (200, {**CHANNEL_JSON, "state": "Up"}),
+            ("GET", "/channels"): (200, [CHANNEL_JSON, {**CHANNEL_JSON, "id": "cb-1-b1"}]),
+            ("GET", f"/channels/{cid}/variable"): (200, {"value": "call-id-1"}),
+        }
+    )
     rest = make_rest(session, fake.url)
     assert await rest.hangup(cid, reason="busy") is True
     assert await rest.hangup("gone") is False
@@ -230,13 +271,15 @@ async def test_ids_cannot_change_the_path(fake: FakeAri, session: aiohttp.Client
 
 
 async def test_bridge_operations(fake: FakeAri, session: aiohttp.ClientSession) -> None:
-    fake.replies.update({
-        ("POST", "/bridges"): (200, BRIDGE_JSON),
-        ("POST", "/bridges/br-1/addChannel"): (204, None),
-        ("GET", "/bridges/br-1"): (200, {**BRIDGE_JSON, "channels": ["a", "b"]}),
-        ("GET", "/bridges"): (200, [BRIDGE_JSON]),
-        ("DELETE", "/bridges/br-1"): (204, None),
-    })  # fmt: skip
+    fake.replies.update(
+        {
+            ("POST", "/bridges"): (200, BRIDGE_JSON),
+            ("POST", "/bridges/br-1/addChannel"): (204, None),
+            ("GET", "/bridges/br-1"): (200, {**BRIDGE_JSON, "channels": ["a", "b"]}),
+            ("GET", "/bridges"): (200, [BRIDGE_JSON]),
+            ("DELETE", "/bridges/br-1"): (204, None),
+        }
+    )
     rest = make_rest(session, fake.url)
     assert await rest.create_bridge("br-1", name="cb-1") == Bridge(id="br-1", bridge_type="mixing")
     await rest.add_channels("br-1", ["a", "b"])
@@ -255,23 +298,34 @@ async def test_dynamic_config_roundtrip_never_exposes_the_credential(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     path = "/asterisk/config/dynamic/res_pjsip/auth/auth-1"
-    echo = [{"attribute": "md5_cred", "value": HA1}, {"attribute": "username", "value": "902"},
-            {"attribute": "password_digest", "value": f"MD5:{HA1}"}]  # fmt: skip
-    fake.replies.update({
-        ("PUT", path): (200, echo),
-        ("GET", path): (200, echo),
-        ("DELETE", path): (204, None),
-        ("GET", "/asterisk/config/dynamic/res_pjsip/endpoint/softswitch"): (
-            200, [{"attribute": "context", "value": "from-softswitch"},
-                  {"attribute": "aors", "value": "softswitch"}]),
-    })  # fmt: skip
+    echo = [
+        {"attribute": "md5_cred", "value": HA1},
+        {"attribute": "username", "value": "902"},
+        {"attribute": "password_digest", "value": f"MD5:{HA1}"},
+    ]
+    fake.replies.update(
+        {
+            ("PUT", path): (200, echo),
+            ("GET", path): (200, echo),
+            ("DELETE", path): (204, None),
+            ("GET", "/asterisk/config/dynamic/res_pjsip/endpoint/softswitch"): (
+                200,
+                [
+                    {"attribute": "context", "value": "from-softswitch"},
+                    {"attribute": "aors", "value": "softswitch"},
+                ],
+            ),
+        }
+    )
     rest = make_rest(session, fake.url)
     fields = {"auth_type": "md5", "username": "902", "realm": "softswitch.lab", "md5_cred": HA1}
     await rest.put_config("res_pjsip", "auth", "auth-1", fields)  # returns nothing on purpose
     body = {"fields": [{"attribute": k, "value": v} for k, v in fields.items()]}
     assert fake.seen[0].body == body
     assert await rest.get_config("res_pjsip", "endpoint", "softswitch") == {
-        "context": "from-softswitch", "aors": "softswitch"}  # fmt: skip
+        "context": "from-softswitch",
+        "aors": "softswitch",
+    }
     assert await rest.delete_config("res_pjsip", "auth", "auth-1") is True
     assert await rest.delete_config("res_pjsip", "auth", "auth-2") is False
     assert HA1 not in caplog.text
@@ -296,7 +350,9 @@ async def test_ping_info_and_ping_fallback(fake: FakeAri, session: aiohttp.Clien
     fake.replies[("GET", "/asterisk/info")] = (200, {"system": {"version": "16.1.0"}})
     await rest.ping()  # no /asterisk/ping before 16.2: falls back to info
     assert [(s.path, s.query) for s in fake.seen] == [
-        ("/asterisk/ping", {}), ("/asterisk/info", {"only": "system"})]  # fmt: skip
+        ("/asterisk/ping", {}),
+        ("/asterisk/info", {"only": "system"}),
+    ]
     fake.replies[("GET", "/asterisk/ping")] = (200, {"ping": "pong"})
     await rest.ping()
     assert (await rest.info())["system"] == {"version": "16.1.0"}
@@ -307,9 +363,17 @@ async def test_ping_info_and_ping_fallback(fake: FakeAri, session: aiohttp.Clien
 
 @pytest.mark.parametrize(
     ("status", "cls"),
-    [(404, AriNotFound), (409, AriConflict), (500, AriUnavailable), (503, AriUnavailable),
-     (400, AriError), (401, AriError), (403, AriError), (422, AriError)],
-)  # fmt: skip
+    [
+        (404, AriNotFound),
+        (409, AriConflict),
+        (500, AriUnavailable),
+        (503, AriUnavailable),
+        (400, AriError),
+        (401, AriError),
+        (403, AriError),
+        (422, AriError),
+    ],
+)
 async def test_status_maps_to_exception(
     fake: FakeAri, session: aiohttp.ClientSession, status: int, cls: type[AriError]
 ) -> None:
@@ -321,7 +385,11 @@ async def test_status_maps_to_exception(
     assert type(err) is cls
     assert isinstance(err, TwowayError)
     assert (err.status, err.method, err.path, err.message) == (
-        status, "GET", "/channels/x", "Channel not found")  # fmt: skip
+        status,
+        "GET",
+        "/channels/x",
+        "Channel not found",
+    )
     assert "Channel not found" in str(err)
     assert PASSWORD not in str(err)
     assert PASSWORD not in repr(err)
@@ -343,8 +411,14 @@ async def test_garbage_success_body_is_unavailable(
     fake.replies[("POST", "/channels")] = (200, "<html>not json</html>")
     with pytest.raises(AriUnavailable, match="not JSON"):
         await make_rest(session, fake.url).originate(
-            endpoint="e", channel_id="x", app="a", app_args=(), caller_id=None, timeout=1,
-            variables={})  # fmt: skip
+            endpoint="e",
+            channel_id="x",
+            app="a",
+            app_args=(),
+            caller_id=None,
+            timeout=1,
+            variables={},
+        )
     fake.replies[("GET", "/channels")] = (200, {"not": "a list"})
     with pytest.raises(AriUnavailable, match="shape"):
         await make_rest(session, fake.url).list_channels()
@@ -355,8 +429,9 @@ async def test_garbage_success_body_is_unavailable(
 
 async def test_connection_refused_is_unavailable(session: aiohttp.ClientSession) -> None:
     calls: list[tuple[str, float, int | None]] = []
-    rest = make_rest(session, f"http://127.0.0.1:{free_port()}",
-                     observer=lambda *a: calls.append(a))  # fmt: skip
+    rest = make_rest(
+        session, f"http://127.0.0.1:{free_port()}", observer=lambda *a: calls.append(a)
+    )
     with pytest.raises(AriUnavailable) as info:
         await rest.hangup("x")
     err = info.value
@@ -409,17 +484,29 @@ async def test_logs_never_hold_password_query_or_body(
     caplog.set_level(logging.DEBUG)
     fake.replies[("POST", "/channels")] = (200, CHANNEL_JSON)
     rest = make_rest(session, fake.url)
-    await rest.originate(endpoint="PJSIP/4915199999@softswitch", channel_id="c", app="a",
-                         app_args=["x"], caller_id="<4930123456>", timeout=5,
-                         variables={"SECRETVAR": "top-secret-value"})  # fmt: skip
+    await rest.originate(
+        endpoint="PJSIP/4915199999@softswitch",
+        channel_id="c",
+        app="a",
+        app_args=["x"],
+        caller_id="<4930123456>",
+        timeout=5,
+        variables={"SECRETVAR": "top-secret-value"},
+    )
     with pytest.raises(AriNotFound):
         await rest.get_channel("gone")
     # our loggers only: the fake server's access log prints the query, as Asterisk's would
-    text = "\n".join(r.getMessage() + repr(r.__dict__) for r in caplog.records
-                     if r.name.startswith("stasis_app"))  # fmt: skip
+    text = "\n".join(
+        r.getMessage() + repr(r.__dict__) for r in caplog.records if r.name.startswith("stasis_app")
+    )
     assert "POST /channels" in text
-    for secret in (PASSWORD, "4915199999", "4930123456", "top-secret-value",
-                   expected_auth().split()[1]):  # fmt: skip
+    for secret in (
+        PASSWORD,
+        "4915199999",
+        "4930123456",
+        "top-secret-value",
+        expected_auth().split()[1],
+    ):
         assert secret not in text
 
 
@@ -436,7 +523,8 @@ def test_error_classes_never_render_a_password() -> None:
         assert (clone.status, clone.path) == (404, "/channels/c1")
         assert clone.message == "Object not found"
     assert str(AriUnavailable("timed out after 2 s", method="GET", path="/x")) == (
-        "GET /x: no response: timed out after 2 s")  # fmt: skip
+        "GET /x: no response: timed out after 2 s"
+    )
     assert len(AriError("x" * 10_000).message) <= 200
     assert isinstance(error_for_status(599, "", method="GET", path="/"), AriUnavailable)
 
@@ -456,8 +544,9 @@ def test_base_url_normalisation_strips_credentials(caplog: pytest.LogCaptureFixt
 
 async def test_ari_client_from_settings(fake: FakeAri) -> None:
     fake.replies[("GET", "/asterisk/ping")] = (200, {"ping": "pong"})
-    settings = Settings(ari_url=fake.url + "/", ari_user=USER,
-                        ari_password=SecretStr(PASSWORD), ari_timeout=2.0)  # fmt: skip
+    settings = Settings(
+        ari_url=fake.url + "/", ari_user=USER, ari_password=SecretStr(PASSWORD), ari_timeout=2.0
+    )
     client = AriClient(settings)
     with pytest.raises(RuntimeError):
         _ = client.rest

@@ -1,5 +1,4 @@
-"""The ARI client against the ARI simulator (real loopback HTTP + WebSocket), as Asterisk 22 and 16.
-"""
+"""The ARI client against the ARI simulator (loopback HTTP + WebSocket), as Asterisk 22 and 16."""
 
 from __future__ import annotations
 
@@ -80,8 +79,15 @@ class Collector:
 
 @pytest.fixture(params=[22, 16], ids=lambda v: f"asterisk{v}")
 async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
-    simulator = Simulator(SimulatorConfig(user=USER, password=PASSWORD, version=request.param,
-                                          realm=REALM, accounts={ACCOUNT: ACCOUNT_SECRET}))
+    simulator = Simulator(
+        SimulatorConfig(
+            user=USER,
+            password=PASSWORD,
+            version=request.param,
+            realm=REALM,
+            accounts={ACCOUNT: ACCOUNT_SECRET},
+        )
+    )
     await simulator.start(host="127.0.0.1", port=0)
     yield simulator
     await simulator.stop()
@@ -89,9 +95,15 @@ async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
 
 @pytest.fixture
 async def ari(sim: Simulator) -> AsyncIterator[AriClient]:
-    settings = Settings(ari_url=sim.base_url, ari_user=USER, ari_password=SecretStr(PASSWORD),
-                        ari_app=APP, ari_timeout=3.0, ari_heartbeat=1.0,
-                        ari_reconnect_max=0.5)  # fmt: skip
+    settings = Settings(
+        ari_url=sim.base_url,
+        ari_user=USER,
+        ari_password=SecretStr(PASSWORD),
+        ari_app=APP,
+        ari_timeout=3.0,
+        ari_heartbeat=1.0,
+        ari_reconnect_max=0.5,
+    )
     async with AriClient(settings) as client:
         yield client
 
@@ -100,8 +112,11 @@ async def ari(sim: Simulator) -> AsyncIterator[AriClient]:
 async def live(ari: AriClient) -> AsyncIterator[tuple[EventStream, Collector]]:
     """A connected event stream: the Stasis app exists only while it is connected."""
     collector = Collector()
-    stream = ari.event_stream(on_event=collector.on_event, on_connect=collector.on_connect,
-                              on_disconnect=collector.on_disconnect)  # fmt: skip
+    stream = ari.event_stream(
+        on_event=collector.on_event,
+        on_connect=collector.on_connect,
+        on_disconnect=collector.on_disconnect,
+    )
     task = asyncio.create_task(stream.run())
     assert await stream.wait_connected(WAIT)
     await collector.until(lambda: collector.connects == 1)
@@ -110,13 +125,24 @@ async def live(ari: AriClient) -> AsyncIterator[tuple[EventStream, Collector]]:
     await asyncio.wait_for(task, WAIT)
 
 
-async def originate(ari: AriClient, number: str, channel_id: str, *, endpoint: str = "softswitch",
-                    timeout: int = 10, **variables: str) -> Any:  # fmt: skip
+async def originate(
+    ari: AriClient,
+    number: str,
+    channel_id: str,
+    *,
+    endpoint: str = "softswitch",
+    timeout: int = 10,
+    **variables: str,
+) -> Any:
     return await ari.rest.originate(
-        endpoint=f"PJSIP/{number}@{endpoint}", channel_id=channel_id, app=APP,
-        app_args=["outbound", channel_id], caller_id="Callback <4930123456>", timeout=timeout,
+        endpoint=f"PJSIP/{number}@{endpoint}",
+        channel_id=channel_id,
+        app=APP,
+        app_args=["outbound", channel_id],
+        caller_id="Callback <4930123456>",
+        timeout=timeout,
         variables=variables or {"PJSIP_HEADER(add,X-Callback-Call-ID)": f"cid-{channel_id}"},
-    )  # fmt: skip
+    )
 
 
 def version(sim: Simulator) -> int:
@@ -152,7 +178,7 @@ async def test_originate_answer_events_in_order_then_hangup(
     assert await ari.rest.hangup("t1-a") is True
     end = await col.first(ChannelDestroyed, "t1-a")
     assert end.cause == 16
-    tail = [type(e).__name__ for e in col.of("t1-a")][len(before):]
+    tail = [type(e).__name__ for e in col.of("t1-a")][len(before) :]
     assert tail == ["ChannelHangupRequest", "StasisEnd", "ChannelDestroyed"]
     assert await ari.rest.hangup("t1-a") is False
     with pytest.raises(AriNotFound):
@@ -203,8 +229,12 @@ async def test_dynamic_config_put_get_delete_and_digest(
     trunk = await rest.get_config("res_pjsip", "endpoint", "softswitch")
     assert trunk  # the template for per-call endpoints
     secret = ha1(ACCOUNT, ACCOUNT_SECRET)
-    await rest.put_config("res_pjsip", "auth", "auth-t4", {
-        "auth_type": "md5", "username": ACCOUNT, "realm": REALM, "md5_cred": secret})  # fmt: skip
+    await rest.put_config(
+        "res_pjsip",
+        "auth",
+        "auth-t4",
+        {"auth_type": "md5", "username": ACCOUNT, "realm": REALM, "md5_cred": secret},
+    )
     auth = await rest.get_config("res_pjsip", "auth", "auth-t4")
     assert auth["username"] == ACCOUNT
     assert auth["realm"] == REALM
@@ -231,8 +261,12 @@ async def test_wrong_secret_is_rejected_with_cause_21(
     _, col = live
     rest = ari.rest
     trunk = await rest.get_config("res_pjsip", "endpoint", "softswitch")
-    await rest.put_config("res_pjsip", "auth", "auth-t5", {
-        "auth_type": "md5", "username": ACCOUNT, "realm": REALM, "md5_cred": "0" * 32})  # fmt: skip
+    await rest.put_config(
+        "res_pjsip",
+        "auth",
+        "auth-t5",
+        {"auth_type": "md5", "username": ACCOUNT, "realm": REALM, "md5_cred": "0" * 32},
+    )
     await rest.put_config("res_pjsip", "endpoint", "ss-t5", {**trunk, "outbound_auth": "auth-t5"})
     sim.script("4930000005", Script(action="answer"))
     await originate(ari, "4930000005", "t5-a", endpoint="ss-t5")
@@ -329,8 +363,12 @@ async def test_inbound_answer(
     channel_id = await sim.inbound_call("4915112345", "ani_2way_777")
     await col.first(StasisStart, channel_id)
     await ari.rest.answer(channel_id)
-    await col.until(lambda: any(isinstance(e, ChannelStateChange) and e.channel.state == "Up"
-                                for e in col.of(channel_id)))  # fmt: skip
+    await col.until(
+        lambda: any(
+            isinstance(e, ChannelStateChange) and e.channel.state == "Up"
+            for e in col.of(channel_id)
+        )
+    )
     assert await ari.rest.hangup(channel_id)
     await col.first(StasisEnd, channel_id)
 
@@ -339,8 +377,9 @@ async def test_injected_unwanted_events_are_dropped(
     sim: Simulator, live: tuple[EventStream, Collector]
 ) -> None:
     _, col = live
-    await sim.inject({"type": "ChannelVarset", "variable": "X", "value": "1",
-                      "channel": {"id": "inj-1"}})  # fmt: skip
+    await sim.inject(
+        {"type": "ChannelVarset", "variable": "X", "value": "1", "channel": {"id": "inj-1"}}
+    )
     await sim.inject({"type": "ChannelDtmfReceived", "digit": "5", "channel": {"id": "inj-1"}})
     await sim.inject({"type": "StasisEnd", "timestamp": "t", "channel": {"id": "inj-1"}})
     end = await col.first(StasisEnd, "inj-1")

@@ -32,8 +32,9 @@ def event_json(kind: str, channel_id: str, **extra: Any) -> str:
     return json.dumps({"type": kind, "timestamp": "t", "channel": {"id": channel_id}, **extra})
 
 
-VARSET = json.dumps({"type": "ChannelVarset", "variable": "BRIDGEPEER", "value": "",
-                     "channel": {"id": "c1"}})  # fmt: skip
+VARSET = json.dumps(
+    {"type": "ChannelVarset", "variable": "BRIDGEPEER", "value": "", "channel": {"id": "c1"}}
+)
 
 
 @dataclass
@@ -57,13 +58,12 @@ class FakeAsterisk:
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.handshakes.append(
-            Handshake(dict(request.query), request.headers.get("Authorization"))
-        )
+        self.handshakes.append(Handshake(dict(request.query), request.headers.get("Authorization")))
         self.handshake_seen.put_nowait(len(self.handshakes))
         if self.reject_status is not None:
-            return web.json_response({"message": "Authentication required"},
-                                     status=self.reject_status)  # fmt: skip
+            return web.json_response(
+                {"message": "Authentication required"}, status=self.reject_status
+            )
         ws = web.WebSocketResponse(autoping=self.autoping)
         await ws.prepare(request)
         for text in self.greeting:
@@ -152,9 +152,17 @@ def make_stream(
 ) -> EventStream:
     options: dict[str, Any] = {"heartbeat": 5.0, "reconnect_max": 0.5, "connect_timeout": 2.0}
     options.update(kwargs)
-    return EventStream(session, base_url=url, user=USER, password=SecretStr(PASSWORD), app=APP,
-                       on_event=rec.on_event, on_connect=rec.on_connect,
-                       on_disconnect=rec.on_disconnect, **options)  # fmt: skip
+    return EventStream(
+        session,
+        base_url=url,
+        user=USER,
+        password=SecretStr(PASSWORD),
+        app=APP,
+        on_event=rec.on_event,
+        on_connect=rec.on_connect,
+        on_disconnect=rec.on_disconnect,
+        **options,
+    )
 
 
 @pytest.fixture
@@ -176,9 +184,12 @@ async def running() -> AsyncIterator[Callable[[EventStream], Awaitable[asyncio.T
 async def test_connects_with_basic_auth_header_and_delivers_typed_events(
     asterisk: FakeAsterisk, session: aiohttp.ClientSession, running: Any
 ) -> None:
-    asterisk.greeting = [VARSET, event_json("StasisStart", "c1", args=["outbound", "1"]),
-                         "garbage", event_json("ChannelDestroyed", "c1", cause=17,
-                                               cause_txt="User busy")]  # fmt: skip
+    asterisk.greeting = [
+        VARSET,
+        event_json("StasisStart", "c1", args=["outbound", "1"]),
+        "garbage",
+        event_json("ChannelDestroyed", "c1", cause=17, cause_txt="User busy"),
+    ]
     rec = Recorder()
     stream = make_stream(session, asterisk.url + "/ari", rec)
     assert not stream.connected
@@ -201,7 +212,9 @@ async def test_connects_with_basic_auth_header_and_delivers_typed_events(
 
 
 async def test_server_close_is_a_disconnect_and_the_stream_reconnects(
-    asterisk: FakeAsterisk, session: aiohttp.ClientSession, running: Any,
+    asterisk: FakeAsterisk,
+    session: aiohttp.ClientSession,
+    running: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="stasis_app.ari.stream")
@@ -220,8 +233,14 @@ async def test_server_close_is_a_disconnect_and_the_stream_reconnects(
 
     await ws2.send_str(event_json("StasisEnd", "c9"))
     assert (await rec.next_event()).channel_id == "c9"
-    assert rec.log == ["connect:1", "resynced:1", "disconnect", "connect:2", "resynced:2",
-                       "event:c9"]  # fmt: skip
+    assert rec.log == [
+        "connect:1",
+        "resynced:1",
+        "disconnect",
+        "connect:2",
+        "resynced:2",
+        "event:c9",
+    ]
     actions = [getattr(r, "action", None) for r in caplog.records]
     assert actions.count("ari_ws_connected") == 2
     assert actions.count("ari_ws_disconnected") == 1
@@ -261,7 +280,9 @@ async def test_dead_peer_is_noticed_by_heartbeat(
 
 
 async def test_events_wait_for_on_connect_but_the_socket_is_read_meanwhile(
-    asterisk: FakeAsterisk, session: aiohttp.ClientSession, running: Any,
+    asterisk: FakeAsterisk,
+    session: aiohttp.ClientSession,
+    running: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     asterisk.greeting = [event_json("StasisStart", f"c{i}") for i in range(3)]
@@ -307,8 +328,14 @@ async def test_resyncs_never_overlap(
     assert await rec.next_connect() == 2
     assert (await rec.next_event()).channel_id == "late"
     assert rec.max_active == 1
-    assert rec.log == ["connect:1", "disconnect", "resynced:1", "connect:2", "resynced:2",
-                       "event:late"]  # fmt: skip
+    assert rec.log == [
+        "connect:1",
+        "disconnect",
+        "resynced:1",
+        "connect:2",
+        "resynced:2",
+        "event:late",
+    ]
 
 
 async def test_a_failing_handler_does_not_stop_the_reader(
@@ -325,7 +352,9 @@ async def test_a_failing_handler_does_not_stop_the_reader(
 
 
 async def test_failing_on_connect_is_logged_and_events_still_flow(
-    asterisk: FakeAsterisk, session: aiohttp.ClientSession, running: Any,
+    asterisk: FakeAsterisk,
+    session: aiohttp.ClientSession,
+    running: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     asterisk.greeting = [event_json("StasisEnd", "c1")]
@@ -334,9 +363,16 @@ async def test_failing_on_connect_is_logged_and_events_still_flow(
     async def broken() -> None:
         raise RuntimeError("resync failed")
 
-    stream = EventStream(session, base_url=asterisk.url, user=USER, password=PASSWORD, app=APP,
-                         on_event=rec.on_event, on_connect=broken,
-                         on_disconnect=rec.on_disconnect)  # fmt: skip
+    stream = EventStream(
+        session,
+        base_url=asterisk.url,
+        user=USER,
+        password=PASSWORD,
+        app=APP,
+        on_event=rec.on_event,
+        on_connect=broken,
+        on_disconnect=rec.on_disconnect,
+    )
     await running(stream)
     assert (await rec.next_event()).channel_id == "c1"
     assert any(getattr(r, "action", None) == "ari_on_connect_failed" for r in caplog.records)
@@ -439,8 +475,11 @@ async def test_cancelling_run_cancels_a_pending_resync(
 
 
 async def test_an_unexpected_error_in_the_reader_reconnects(
-    asterisk: FakeAsterisk, session: aiohttp.ClientSession, running: Any,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    asterisk: FakeAsterisk,
+    session: aiohttp.ClientSession,
+    running: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     calls = 0
 

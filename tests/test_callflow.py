@@ -20,22 +20,29 @@ FINAL = ("completed", "failed", "cancelled")
 
 
 async def insert(pool: asyncpg.Pool, **columns: Any) -> int:
-    values: dict[str, Any] = {"username": "801", "authname": "902", "md5secret": ha1("902"),
-                              "original_cli": "87654321", "original_cld": "2way_12345"}
+    values: dict[str, Any] = {
+        "username": "801",
+        "authname": "902",
+        "md5secret": ha1("902"),
+        "original_cli": "87654321",
+        "original_cld": "2way_12345",
+    }
     values.update(columns)
     names = ", ".join(values)
     params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
     request_id: int = await pool.fetchval(
-        f"INSERT INTO callback_requests ({names}) VALUES ({params}) RETURNING id",
-        *values.values())
+        f"INSERT INTO callback_requests ({names}) VALUES ({params}) RETURNING id", *values.values()
+    )
     return request_id
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 15.0) -> None:
     """Wait for a condition with a bound (polling state, not sleeping as synchronisation)."""
+
     async def poll() -> None:
         while not await _value(predicate()):
             await asyncio.sleep(0.02)
+
     await asyncio.wait_for(poll(), timeout)
 
 
@@ -50,13 +57,16 @@ async def row_of(pool: asyncpg.Pool, request_id: int) -> asyncpg.Record:
 async def final_row(pool: asyncpg.Pool, request_id: int, timeout: float = 20.0) -> asyncpg.Record:
     async def done() -> bool:
         return (await row_of(pool, request_id))["status"] in FINAL
+
     await until(done, timeout)
     return await row_of(pool, request_id)
 
 
 async def statuses(pool: asyncpg.Pool, request_id: int) -> list[str]:
-    rows = await pool.fetch("SELECT new_status FROM callback_request_history "
-                            "WHERE request_id = $1 ORDER BY id", request_id)
+    rows = await pool.fetch(
+        "SELECT new_status FROM callback_request_history WHERE request_id = $1 ORDER BY id",
+        request_id,
+    )
     return [r["new_status"] for r in rows]
 
 
@@ -78,7 +88,8 @@ def sim_channel(sim: Simulator, channel_id: str) -> Any:
 
 
 async def test_seed_row_completes_with_identity_call_ids_and_bridge(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="answer", ring_ms=50, hangup_after_ms=200))
     await start_service()
     rid = await insert(pool)
@@ -86,8 +97,7 @@ async def test_seed_row_completes_with_identity_call_ids_and_bridge(
 
     assert (row["status"], row["result"]) == ("completed", "answered")
     assert row["result_reason"] == "destination hung up"
-    assert await statuses(pool, rid) == ["pending", "calling", "connecting", "bridged",
-                                         "completed"]
+    assert await statuses(pool, rid) == ["pending", "calling", "connecting", "bridged", "completed"]
     assert row["attempts"] == 1
     assert row["call_id"] and row["twoway_call_id"] == f"{row['call_id']}-2way"
     assert row["connected_at"] >= row["answered_at"] >= row["dialled_at"]
@@ -95,8 +105,12 @@ async def test_seed_row_completes_with_identity_call_ids_and_bridge(
 
     # Identity objects: one auth + one endpoint (both legs share the identity), then deleted.
     (auth,) = config_puts(sim, "auth")
-    assert fields_of(auth) == {"auth_type": "md5", "username": "902", "realm": "softswitch.lab",
-                               "md5_cred": ha1("902")}
+    assert fields_of(auth) == {
+        "auth_type": "md5",
+        "username": "902",
+        "realm": "softswitch.lab",
+        "md5_cred": ha1("902"),
+    }
     (endpoint,) = config_puts(sim, "endpoint")
     endpoint_id = endpoint.path.rsplit("/", 1)[1]
     assert fields_of(endpoint)["outbound_auth"] == auth.path.rsplit("/", 1)[1]
@@ -115,7 +129,8 @@ async def test_seed_row_completes_with_identity_call_ids_and_bridge(
     assert leg_b.query["callerId"] == "<801>"
     assert leg_b.query["channelId"] == row["leg_b_channel_id"] == f"twoway-{rid}-1b"
     assert leg_b.body["variables"] == {
-        "PJSIP_HEADER(add,X-Callback-Call-ID)": row["twoway_call_id"]}
+        "PJSIP_HEADER(add,X-Callback-Call-ID)": row["twoway_call_id"]
+    }
 
     # The real SIP Call-IDs Asterisk used are recorded per leg.
     assert row["leg_a_sip_call_id"] == sim_channel(sim, row["leg_a_channel_id"]).protocol_id
@@ -132,8 +147,9 @@ async def test_seed_row_completes_with_identity_call_ids_and_bridge(
     assert row["leg_b_cause"] is not None and row["leg_a_cause"] == 16
 
 
-async def test_authname_omitted_uses_username(pool: asyncpg.Pool, sim: Simulator,
-                                              start_service: ServiceFactory) -> None:
+async def test_authname_omitted_uses_username(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="answer", hangup_after_ms=50))
     await start_service()
     rid = await insert(pool, authname=None, md5secret=ha1("801"))
@@ -143,13 +159,20 @@ async def test_authname_omitted_uses_username(pool: asyncpg.Pool, sim: Simulator
     assert fields_of(auth)["username"] == "801"
 
 
-async def test_twoway_overrides_and_preset_call_ids(pool: asyncpg.Pool, sim: Simulator,
-                                                    start_service: ServiceFactory) -> None:
+async def test_twoway_overrides_and_preset_call_ids(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="answer", hangup_after_ms=50))
     await start_service()
-    rid = await insert(pool, original_set_cli="4930111", twoway_cli="555777",
-                       twoway_authname="903", twoway_md5secret=ha1("903"),
-                       call_id="cid-A@portal", twoway_call_id="cid-B@portal")
+    rid = await insert(
+        pool,
+        original_set_cli="4930111",
+        twoway_cli="555777",
+        twoway_authname="903",
+        twoway_md5secret=ha1("903"),
+        call_id="cid-A@portal",
+        twoway_call_id="cid-B@portal",
+    )
     row = await final_row(pool, rid)
     assert (row["status"], row["result"]) == ("completed", "answered")
     assert (row["call_id"], row["twoway_call_id"]) == ("cid-A@portal", "cid-B@portal")
@@ -163,8 +186,9 @@ async def test_twoway_overrides_and_preset_call_ids(pool: asyncpg.Pool, sim: Sim
     assert leg_a.query["endpoint"] != leg_b.query["endpoint"]
 
 
-async def test_leg_a_busy_twice_then_answered(pool: asyncpg.Pool, sim: Simulator,
-                                              start_service: ServiceFactory) -> None:
+async def test_leg_a_busy_twice_then_answered(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("87654321", Script(action="busy"))
     sim.script("12345", Script(action="answer", hangup_after_ms=50))
     await start_service(retry_delay=0.3)
@@ -176,18 +200,21 @@ async def test_leg_a_busy_twice_then_answered(pool: asyncpg.Pool, sim: Simulator
 
     await until(lambda: pending_after(1))
     row = await row_of(pool, rid)
-    assert (row["result"], row["leg_a_cause"], row["leg_a_sip_code"]) == (
-        "callback_busy", 17, 486)
+    assert (row["result"], row["leg_a_cause"], row["leg_a_sip_code"]) == ("callback_busy", 17, 486)
     await until(lambda: pending_after(2))
     sim.script("87654321", Script(action="answer"))
     row = await final_row(pool, rid)
     assert (row["status"], row["result"], row["attempts"]) == ("completed", "answered", 3)
-    assert [o.query["channelId"] for o in originates(sim) if "87654321" in o.query["endpoint"]
-            ] == [f"twoway-{rid}-1a", f"twoway-{rid}-2a", f"twoway-{rid}-3a"]
+    assert [o.query["channelId"] for o in originates(sim) if "87654321" in o.query["endpoint"]] == [
+        f"twoway-{rid}-1a",
+        f"twoway-{rid}-2a",
+        f"twoway-{rid}-3a",
+    ]
 
 
-async def test_no_answer_until_max_attempts(pool: asyncpg.Pool, sim: Simulator,
-                                            start_service: ServiceFactory) -> None:
+async def test_no_answer_until_max_attempts(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("87654321", Script(action="noanswer"))
     await start_service(leg_a_timeout=1, max_attempts=2, retry_delay=0.1)
     rid = await insert(pool)
@@ -197,8 +224,9 @@ async def test_no_answer_until_max_attempts(pool: asyncpg.Pool, sim: Simulator,
     assert await statuses(pool, rid) == ["pending", "calling", "pending", "calling", "failed"]
 
 
-async def test_row_max_attempts_overrides_the_setting(pool: asyncpg.Pool, sim: Simulator,
-                                                      start_service: ServiceFactory) -> None:
+async def test_row_max_attempts_overrides_the_setting(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("87654321", Script(action="reject403"))
     await start_service(max_attempts=5)
     rid = await insert(pool, max_attempts=1)
@@ -208,16 +236,17 @@ async def test_row_max_attempts_overrides_the_setting(pool: asyncpg.Pool, sim: S
 
 
 async def test_wrong_secret_is_rejected_by_the_softswitch(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     await start_service(max_attempts=1)
     rid = await insert(pool, md5secret=ha1("902", "not-the-password"))
     row = await final_row(pool, rid)
-    assert (row["status"], row["result"], row["leg_a_cause"]) == (
-        "failed", "callback_rejected", 21)
+    assert (row["status"], row["result"], row["leg_a_cause"]) == ("failed", "callback_rejected", 21)
 
 
-async def test_destination_busy(pool: asyncpg.Pool, sim: Simulator,
-                                start_service: ServiceFactory) -> None:
+async def test_destination_busy(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="busy"))
     await start_service()
     rid = await insert(pool)
@@ -230,7 +259,8 @@ async def test_destination_busy(pool: asyncpg.Pool, sim: Simulator,
 
 
 async def test_user_hangs_up_while_destination_rings(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="noanswer"))
     await start_service(leg_b_timeout=30)
     rid = await insert(pool)
@@ -243,8 +273,9 @@ async def test_user_hangs_up_while_destination_rings(
     assert not sim.channels
 
 
-async def test_max_call_duration(pool: asyncpg.Pool, sim: Simulator,
-                                 start_service: ServiceFactory) -> None:
+async def test_max_call_duration(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     await start_service(max_call_duration=0.5)
     rid = await insert(pool)
     row = await final_row(pool, rid)
@@ -253,18 +284,22 @@ async def test_max_call_duration(pool: asyncpg.Pool, sim: Simulator,
     assert not sim.channels and not sim.bridges
 
 
-async def test_cancel_while_pending_never_dials(pool: asyncpg.Pool, sim: Simulator,
-                                                start_service: ServiceFactory) -> None:
+async def test_cancel_while_pending_never_dials(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="answer", hangup_after_ms=50))
     await start_service()
     rid = await pool.fetchval(
         "INSERT INTO callback_requests (username, md5secret, original_cli, original_cld, "
         "next_call) VALUES ('801', $1, '87654321', '2way_12345', now() + interval '1 second')"
-        " RETURNING id", ha1("801"))
+        " RETURNING id",
+        ha1("801"),
+    )
     await pool.execute("UPDATE callback_requests SET status = 'cancelled' WHERE id = $1", rid)
     # A later row is dialled and finishes: the cancelled one was passed by.
-    later = await insert(pool, next_call=await pool.fetchval(
-        "SELECT now() + interval '1.5 second'"))
+    later = await insert(
+        pool, next_call=await pool.fetchval("SELECT now() + interval '1.5 second'")
+    )
     await final_row(pool, later)
     row = await row_of(pool, rid)
     assert (row["status"], row["result"], row["attempts"]) == ("cancelled", "cancelled", 0)
@@ -272,8 +307,9 @@ async def test_cancel_while_pending_never_dials(pool: asyncpg.Pool, sim: Simulat
 
 
 @pytest.mark.parametrize("phase", ["ringing", "bridged"])
-async def test_cancel_of_a_live_call(pool: asyncpg.Pool, sim: Simulator,
-                                     start_service: ServiceFactory, phase: str) -> None:
+async def test_cancel_of_a_live_call(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory, phase: str
+) -> None:
     if phase == "ringing":
         sim.script("87654321", Script(action="noanswer"))
     await start_service(leg_a_timeout=60)
@@ -303,41 +339,55 @@ async def _ended(pool: asyncpg.Pool, rid: int) -> bool:
     return row["leg_a_cause"] is not None
 
 
-@pytest.mark.parametrize(("columns", "reason"), [
-    ({"original_cld": "12345"}, "original_cld must look like '2way_<CLD>'"),
-    ({"original_cli": None}, "original_cli is missing"),
-    ({"md5secret": None}, "md5secret is missing"),
-    ({"original_cli": "12;34"}, "original_cli is not a dial string"),
-])
+@pytest.mark.parametrize(
+    ("columns", "reason"),
+    [
+        ({"original_cld": "12345"}, "original_cld must look like '2way_<CLD>'"),
+        ({"original_cli": None}, "original_cli is missing"),
+        ({"md5secret": None}, "md5secret is missing"),
+        ({"original_cli": "12;34"}, "original_cli is not a dial string"),
+    ],
+)
 async def test_invalid_rows_fail_without_dialling(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory,
-        columns: dict[str, Any], reason: str) -> None:
+    pool: asyncpg.Pool,
+    sim: Simulator,
+    start_service: ServiceFactory,
+    columns: dict[str, Any],
+    reason: str,
+) -> None:
     sim.script("12345", Script(action="answer", hangup_after_ms=50))
     await start_service()
     bad = await insert(pool, **columns)
     good = await insert(pool)
     row = await final_row(pool, bad)
     assert (row["status"], row["result"], row["result_reason"]) == (
-        "failed", "invalid_request", reason)
+        "failed",
+        "invalid_request",
+        reason,
+    )
     assert row["attempts"] == 0
     assert (await final_row(pool, good))["result"] == "answered"
     assert all(f"twoway-{bad}-" not in o.query["channelId"] for o in originates(sim))
 
 
-async def test_static_identity_dials_the_trunk(pool: asyncpg.Pool, sim: Simulator,
-                                               start_service: ServiceFactory) -> None:
+async def test_static_identity_dials_the_trunk(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="answer", hangup_after_ms=50))
     await start_service(identity_mode="static")
     rid = await insert(pool, md5secret=None)
     row = await final_row(pool, rid)
     assert (row["status"], row["result"]) == ("completed", "answered")
     assert [o.query["endpoint"] for o in originates(sim)] == [
-        "PJSIP/87654321@softswitch", "PJSIP/12345@softswitch"]
+        "PJSIP/87654321@softswitch",
+        "PJSIP/12345@softswitch",
+    ]
     assert not config_puts(sim, "auth")
 
 
-async def test_concurrency_limit(pool: asyncpg.Pool, sim: Simulator,
-                                 start_service: ServiceFactory) -> None:
+async def test_concurrency_limit(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="answer", answer_after_ms=20, hangup_after_ms=30))
     service = await start_service(max_concurrent=10)
     peak = 0
@@ -357,7 +407,8 @@ async def test_concurrency_limit(pool: asyncpg.Pool, sim: Simulator,
 
 
 async def test_without_an_asterisk_the_builtin_simulator_takes_calls(
-        db_url: str, pool: asyncpg.Pool) -> None:
+    db_url: str, pool: asyncpg.Pool
+) -> None:
     settings = service_settings(db_url, "", ari_user="twoway", leg_a_timeout=30)
     async with running_service(settings) as service:
         assert await service.wait_ready(10)

@@ -18,15 +18,29 @@ from tests.conftest import REALM, service_settings
 from tests.test_callflow import final_row, insert, originates, row_of, until
 
 
-async def spawn(db_url: str, sim: Simulator, stderr: int = asyncio.subprocess.DEVNULL,
-                **env: str) -> asyncio.subprocess.Process:
-    environment = {**os.environ, "TWOWAY_DATABASE_URL": db_url, "TWOWAY_ARI_URL": sim.base_url,
-                   "TWOWAY_ARI_USER": "twoway", "TWOWAY_ARI_PASSWORD": "ari-secret-pw",
-                   "TWOWAY_SIP_REALM": REALM, "TWOWAY_HTTP_LISTEN": "127.0.0.1:0",
-                   "TWOWAY_LOG_LEVEL": "WARNING", **env}
+async def spawn(
+    db_url: str, sim: Simulator, stderr: int = asyncio.subprocess.DEVNULL, **env: str
+) -> asyncio.subprocess.Process:
+    environment = {
+        **os.environ,
+        "TWOWAY_DATABASE_URL": db_url,
+        "TWOWAY_ARI_URL": sim.base_url,
+        "TWOWAY_ARI_USER": "twoway",
+        "TWOWAY_ARI_PASSWORD": "ari-secret-pw",
+        "TWOWAY_SIP_REALM": REALM,
+        "TWOWAY_HTTP_LISTEN": "127.0.0.1:0",
+        "TWOWAY_LOG_LEVEL": "WARNING",
+        **env,
+    }
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stasis_app.cli", "run", env=environment,
-        stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
+        sys.executable,
+        "-m",
+        "stasis_app.cli",
+        "run",
+        env=environment,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
+    )
 
 
 @pytest.fixture
@@ -48,13 +62,23 @@ def request_index(sim: Simulator, method: str, predicate: Any) -> int:
 
 @pytest.mark.parametrize("same_instance_id", [True, False])
 async def test_kill_9_mid_call_then_recovery(
-        db_url: str, pool: asyncpg.Pool, sim: Simulator,
-        processes: list[asyncio.subprocess.Process], same_instance_id: bool) -> None:
+    db_url: str,
+    pool: asyncpg.Pool,
+    sim: Simulator,
+    processes: list[asyncio.subprocess.Process],
+    same_instance_id: bool,
+) -> None:
     # Long enough to outlive the 5 s lease that another instance waits for.
     sim.script("12345", Script(action="answer", hangup_after_ms=8000))
     sim.script("99999", Script(action="noanswer"))
-    proc = await spawn(db_url, sim, TWOWAY_INSTANCE_ID="node-1", TWOWAY_LEASE_SECONDS="5",
-                       TWOWAY_LEG_A_TIMEOUT="60", TWOWAY_RETRY_DELAY="0.2")
+    proc = await spawn(
+        db_url,
+        sim,
+        TWOWAY_INSTANCE_ID="node-1",
+        TWOWAY_LEASE_SECONDS="5",
+        TWOWAY_LEG_A_TIMEOUT="60",
+        TWOWAY_RETRY_DELAY="0.2",
+    )
     processes.append(proc)
     await sim.wait_for(lambda: sim.app_connected("twoway-callback"), timeout=20)
     bridged = await insert(pool)
@@ -70,12 +94,17 @@ async def test_kill_9_mid_call_then_recovery(
     # A restart keeps its instance id (and recovers its rows at once); another instance
     # takes them over when their lease has run out.
     instance = "node-1" if same_instance_id else "node-2"
-    settings = service_settings(db_url, sim.base_url, instance_id=instance, lease_seconds=5,
-                                poll_max_sleep=1, retry_delay=0.2)
+    settings = service_settings(
+        db_url,
+        sim.base_url,
+        instance_id=instance,
+        lease_seconds=5,
+        poll_max_sleep=1,
+        retry_delay=0.2,
+    )
     async with running_service(settings) as service:
         assert await service.wait_ready(10)
-        rows = {rid: await final_row(pool, rid, timeout=30)
-                for rid in (bridged, ringing, pending)}
+        rows = {rid: await final_row(pool, rid, timeout=30) for rid in (bridged, ringing, pending)}
 
     # The bridged call survived the crash: adopted, finished when the destination hung up.
     assert (rows[bridged]["status"], rows[bridged]["result"]) == ("completed", "answered")
@@ -84,13 +113,22 @@ async def test_kill_9_mid_call_then_recovery(
     # The ringing leg was hung up before the row was dialled again.
     assert (rows[ringing]["status"], rows[ringing]["attempts"]) == ("completed", 2)
     hung_up = request_index(sim, "DELETE", lambda r: r.path == f"/channels/twoway-{ringing}-1a")
-    redial = request_index(sim, "POST", lambda r: r.path == "/channels"
-                           and r.query.get("channelId") == f"twoway-{ringing}-2a")
+    redial = request_index(
+        sim,
+        "POST",
+        lambda r: r.path == "/channels" and r.query.get("channelId") == f"twoway-{ringing}-2a",
+    )
     assert hung_up < redial
     # Every request dialled leg A exactly once per attempt.
     leg_a = [o.query["channelId"] for o in originates(sim) if o.query["channelId"].endswith("a")]
-    assert sorted(leg_a) == sorted([f"twoway-{bridged}-1a", f"twoway-{ringing}-1a",
-                                    f"twoway-{ringing}-2a", f"twoway-{pending}-1a"])
+    assert sorted(leg_a) == sorted(
+        [
+            f"twoway-{bridged}-1a",
+            f"twoway-{ringing}-1a",
+            f"twoway-{ringing}-2a",
+            f"twoway-{pending}-1a",
+        ]
+    )
     assert rows[pending]["attempts"] == 1
 
 
@@ -99,10 +137,15 @@ async def _status(pool: asyncpg.Pool, rid: int, status: str) -> bool:
 
 
 async def test_second_signal_hangs_up_at_once_and_records(
-        db_url: str, pool: asyncpg.Pool, sim: Simulator,
-        processes: list[asyncio.subprocess.Process]) -> None:
-    proc = await spawn(db_url, sim, stderr=asyncio.subprocess.PIPE, TWOWAY_SHUTDOWN_GRACE="3600",
-                       TWOWAY_LOG_LEVEL="INFO")
+    db_url: str, pool: asyncpg.Pool, sim: Simulator, processes: list[asyncio.subprocess.Process]
+) -> None:
+    proc = await spawn(
+        db_url,
+        sim,
+        stderr=asyncio.subprocess.PIPE,
+        TWOWAY_SHUTDOWN_GRACE="3600",
+        TWOWAY_LOG_LEVEL="INFO",
+    )
     processes.append(proc)
     await sim.wait_for(lambda: sim.app_connected("twoway-callback"), timeout=20)
     rid = await insert(pool)  # answered on both legs, never hung up by the far end
@@ -113,7 +156,10 @@ async def test_second_signal_hangs_up_at_once_and_records(
     assert await asyncio.wait_for(proc.wait(), 20) == 0
     row = await row_of(pool, rid)
     assert (row["status"], row["result"], row["result_reason"]) == (
-        "completed", "answered", "hung up at service shutdown")
+        "completed",
+        "answered",
+        "hung up at service shutdown",
+    )
     assert not sim.channels
 
 

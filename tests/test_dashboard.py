@@ -39,30 +39,115 @@ NO_PROMTOOL = "promtool not installed (Debian: apt-get install --no-install-reco
 
 # --- PromQL, read just enough ----------------------------------------------------------------
 
-FUNCTIONS = frozenset({
-    "abs", "absent", "absent_over_time", "acos", "acosh", "asin", "asinh", "atan", "atanh",
-    "avg_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "cos", "cosh",
-    "count_over_time", "day_of_month", "day_of_week", "day_of_year", "days_in_month", "deg",
-    "delta", "deriv", "double_exponential_smoothing", "end", "exp", "floor", "histogram_avg",
-    "histogram_count", "histogram_fraction", "histogram_quantile", "histogram_stddev",
-    "histogram_stdvar", "histogram_sum", "holt_winters", "hour", "idelta", "increase", "info",
-    "irate", "label_join", "label_replace", "last_over_time", "ln", "log10", "log2",
-    "mad_over_time", "max_over_time", "min_over_time", "minute", "month", "pi",
-    "predict_linear", "present_over_time", "quantile_over_time", "rad", "rate", "resets",
-    "round", "scalar", "sgn", "sin", "sinh", "sort", "sort_by_label", "sort_by_label_desc",
-    "sort_desc", "sqrt", "start", "stddev_over_time", "stdvar_over_time", "sum_over_time",
-    "tan", "tanh", "time", "timestamp", "vector", "year"
-})
-AGGREGATIONS = frozenset({
-    "avg", "bottomk", "count", "count_values", "group", "limit_ratio", "limitk", "max", "min",
-    "quantile", "stddev", "stdvar", "sum", "topk"
-})
+FUNCTIONS = frozenset(
+    {
+        "abs",
+        "absent",
+        "absent_over_time",
+        "acos",
+        "acosh",
+        "asin",
+        "asinh",
+        "atan",
+        "atanh",
+        "avg_over_time",
+        "ceil",
+        "changes",
+        "clamp",
+        "clamp_max",
+        "clamp_min",
+        "cos",
+        "cosh",
+        "count_over_time",
+        "day_of_month",
+        "day_of_week",
+        "day_of_year",
+        "days_in_month",
+        "deg",
+        "delta",
+        "deriv",
+        "double_exponential_smoothing",
+        "end",
+        "exp",
+        "floor",
+        "histogram_avg",
+        "histogram_count",
+        "histogram_fraction",
+        "histogram_quantile",
+        "histogram_stddev",
+        "histogram_stdvar",
+        "histogram_sum",
+        "holt_winters",
+        "hour",
+        "idelta",
+        "increase",
+        "info",
+        "irate",
+        "label_join",
+        "label_replace",
+        "last_over_time",
+        "ln",
+        "log10",
+        "log2",
+        "mad_over_time",
+        "max_over_time",
+        "min_over_time",
+        "minute",
+        "month",
+        "pi",
+        "predict_linear",
+        "present_over_time",
+        "quantile_over_time",
+        "rad",
+        "rate",
+        "resets",
+        "round",
+        "scalar",
+        "sgn",
+        "sin",
+        "sinh",
+        "sort",
+        "sort_by_label",
+        "sort_by_label_desc",
+        "sort_desc",
+        "sqrt",
+        "start",
+        "stddev_over_time",
+        "stdvar_over_time",
+        "sum_over_time",
+        "tan",
+        "tanh",
+        "time",
+        "timestamp",
+        "vector",
+        "year",
+    }
+)
+AGGREGATIONS = frozenset(
+    {
+        "avg",
+        "bottomk",
+        "count",
+        "count_values",
+        "group",
+        "limit_ratio",
+        "limitk",
+        "max",
+        "min",
+        "quantile",
+        "stddev",
+        "stdvar",
+        "sum",
+        "topk",
+    }
+)
 GROUPING = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
 OPERATOR_WORDS = frozenset({"and", "or", "unless", "bool", "offset", "atan2"})
 NUMBER_WORDS = frozenset({"inf", "nan"})
 MATCH_OPS = frozenset({"=", "!=", "=~", "!~"})
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
       (?P<space>\s+|\#[^\n]*)
     | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)
     | (?P<range>\[[^\]]*\])
@@ -70,7 +155,9 @@ _TOKEN = re.compile(r"""
                  (?:(?:ms|[smhdwy])(?:\d+(?:ms|[smhdwy]))*)?)
     | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
     | (?P<op>==|!=|=~|!~|>=|<=|[-+*/%^<>=(){},@])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +184,7 @@ def _tokens(expr: str) -> list[tuple[str, str]]:
     while pos < len(expr):
         m = _TOKEN.match(expr, pos)
         if m is None:
-            raise ValueError(f"unexpected {expr[pos:pos + 20]!r} at {pos} in {expr!r}")
+            raise ValueError(f"unexpected {expr[pos : pos + 20]!r} at {pos} in {expr!r}")
         kind = m.lastgroup
         assert kind is not None
         if kind != "space":
@@ -208,8 +295,9 @@ def _labels_of(samples: list[dict[str, str]]) -> set[str]:
     return {name for labels in samples for name in labels}
 
 
-def query_problems(expr: str, expo: Exposition,
-                   external: dict[str, frozenset[str]] | None = None) -> list[str]:
+def query_problems(
+    expr: str, expo: Exposition, external: dict[str, frozenset[str]] | None = None
+) -> list[str]:
     """What in ``expr`` would select nothing: unknown metrics, labels or label values.
 
     ``external`` names series that are not the app's (``up``) with the labels they carry.
@@ -241,10 +329,11 @@ def query_problems(expr: str, expo: Exposition,
                 problems.append(f"{sel.metric} has no label {label!r}")
             elif label in values and "$" not in value:
                 if op in ("=", "!=") and value not in values[label]:
-                    problems.append(f"{sel.metric}{{{label}{op}{value!r}}}: no such value "
-                                    f"(known: {sorted(values[label])})")
-                if op in ("=~", "!~") and not any(re.fullmatch(value, v)
-                                                  for v in values[label]):
+                    problems.append(
+                        f"{sel.metric}{{{label}{op}{value!r}}}: no such value "
+                        f"(known: {sorted(values[label])})"
+                    )
+                if op in ("=~", "!~") and not any(re.fullmatch(value, v) for v in values[label]):
                     problems.append(f"{sel.metric}{{{label}{op}{value!r}}}: matches no value")
     for label in sorted(query.grouping - known_labels):
         problems.append(f"grouping label {label!r} is on none of {sorted(query.metrics)}")
@@ -252,6 +341,7 @@ def query_problems(expr: str, expo: Exposition,
 
 
 # --- the dashboard ---------------------------------------------------------------------------
+
 
 def load_dashboard() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(DASHBOARD_FILE.read_text())
@@ -272,9 +362,16 @@ def query_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _targets() -> list[Any]:
-    return [pytest.param(p["title"], t.get("refId"), t.get("expr", ""),
-                         id=f"{p['id']}:{p['title']}/{t.get('refId')}")
-            for p in query_panels(load_dashboard()) for t in p.get("targets", [])]
+    return [
+        pytest.param(
+            p["title"],
+            t.get("refId"),
+            t.get("expr", ""),
+            id=f"{p['id']}:{p['title']}/{t.get('refId')}",
+        )
+        for p in query_panels(load_dashboard())
+        for t in p.get("targets", [])
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -299,26 +396,34 @@ def _load_yaml(path: Path) -> Any:
 
 # --- the reader's own cases ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("expr", "metrics", "grouping"), [
-    ("up", {"up"}, set()),
-    ('sum by (le, op) (rate(a_bucket{op="get", le!="+Inf"}[5m]))', {"a_bucket"}, {"le", "op"}),
-    ("sum(rate(a_total[5m])) by (status)", {"a_total"}, {"status"}),
-    ("SUM WITHOUT (instance) (a)", {"a"}, {"instance"}),
-    ("a / on (instance) group_left (version) b_info", {"a", "b_info"}, {"instance", "version"}),
-    ("a * ignoring (leg) group_right b", {"a", "b"}, {"leg"}),
-    ("histogram_quantile(0.99, sum by (le) (rate(x_bucket[$__rate_interval])))",
-     {"x_bucket"}, {"le"}),
-    ('label_replace(up, "dst", "$1", "instance", "(.*):rate(x)")', {"up"}, set()),
-    ("a > bool 0 and b or c unless d", {"a", "b", "c", "d"}, set()),
-    ("rate(a[5m] offset 1h) > Inf or b < -NaN", {"a", "b"}, set()),
-    ("topk(3, a) + count_values(\"v\", b) + quantile(0.9, c)", {"a", "b", "c"}, set()),
-    ("max_over_time(a[1h:5m]) # rate(commented_out[5m])", {"a"}, set()),
-    ("a:recorded:rate5m * 1e3 + 0x10 - 1h30m", {"a:recorded:rate5m"}, set()),
-    ("time() - timestamp(a) @ end()", {"a"}, set()),
-    ("absent(a{job='x'}) + absent(b{job=`y`})", {"a", "b"}, set()),
-])
+
+@pytest.mark.parametrize(
+    ("expr", "metrics", "grouping"),
+    [
+        ("up", {"up"}, set()),
+        ('sum by (le, op) (rate(a_bucket{op="get", le!="+Inf"}[5m]))', {"a_bucket"}, {"le", "op"}),
+        ("sum(rate(a_total[5m])) by (status)", {"a_total"}, {"status"}),
+        ("SUM WITHOUT (instance) (a)", {"a"}, {"instance"}),
+        ("a / on (instance) group_left (version) b_info", {"a", "b_info"}, {"instance", "version"}),
+        ("a * ignoring (leg) group_right b", {"a", "b"}, {"leg"}),
+        (
+            "histogram_quantile(0.99, sum by (le) (rate(x_bucket[$__rate_interval])))",
+            {"x_bucket"},
+            {"le"},
+        ),
+        ('label_replace(up, "dst", "$1", "instance", "(.*):rate(x)")', {"up"}, set()),
+        ("a > bool 0 and b or c unless d", {"a", "b", "c", "d"}, set()),
+        ("rate(a[5m] offset 1h) > Inf or b < -NaN", {"a", "b"}, set()),
+        ('topk(3, a) + count_values("v", b) + quantile(0.9, c)', {"a", "b", "c"}, set()),
+        ("max_over_time(a[1h:5m]) # rate(commented_out[5m])", {"a"}, set()),
+        ("a:recorded:rate5m * 1e3 + 0x10 - 1h30m", {"a:recorded:rate5m"}, set()),
+        ("time() - timestamp(a) @ end()", {"a"}, set()),
+        ("absent(a{job='x'}) + absent(b{job=`y`})", {"a", "b"}, set()),
+    ],
+)
 def test_promql_reader_finds_exactly_the_metric_names(
-        expr: str, metrics: set[str], grouping: set[str]) -> None:
+    expr: str, metrics: set[str], grouping: set[str]
+) -> None:
     query = parse_promql(expr)
     assert query.metrics == metrics
     assert query.grouping == grouping
@@ -326,20 +431,28 @@ def test_promql_reader_finds_exactly_the_metric_names(
 
 def test_promql_reader_keeps_matchers_and_ranges() -> None:
     query = parse_promql(
-        'rate(a_total{instance=~"$instance", result="answered", s!="x\\"y"}[$__rate_interval])')
-    assert query.selectors == [Selector("a_total", (
-        ("instance", "=~", "$instance"), ("result", "=", "answered"), ("s", "!=", 'x"y')))]
+        'rate(a_total{instance=~"$instance", result="answered", s!="x\\"y"}[$__rate_interval])'
+    )
+    assert query.selectors == [
+        Selector(
+            "a_total",
+            (("instance", "=~", "$instance"), ("result", "=", "answered"), ("s", "!=", 'x"y')),
+        )
+    ]
     assert query.ranges == ["$__rate_interval"]
     assert query.functions == {"rate"}
 
 
-@pytest.mark.parametrize("expr", [
-    "rat(a[5m])",  # unknown function
-    '{__name__="a"}',  # no metric name to check
-    "rate(a[5m]) * $factor",  # a Grafana variable outside a string
-    "sum by a (b)",  # grouping without parentheses
-    "a{job}",  # matcher without an operator and value
-])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "rat(a[5m])",  # unknown function
+        '{__name__="a"}',  # no metric name to check
+        "rate(a[5m]) * $factor",  # a Grafana variable outside a string
+        "sum by a (b)",  # grouping without parentheses
+        "a{job}",  # matcher without an operator and value
+    ],
+)
 def test_promql_reader_rejects(expr: str) -> None:
     with pytest.raises(ValueError):
         parse_promql(expr)
@@ -357,6 +470,7 @@ def test_query_problems_catches_typos(expo: Exposition) -> None:
 
 
 # --- the dashboard itself --------------------------------------------------------------------
+
 
 def test_dashboard_identity(dashboard: dict[str, Any]) -> None:
     assert dashboard["uid"] == DASHBOARD_UID
@@ -419,7 +533,8 @@ def test_no_dead_panels(dashboard: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(("title", "ref", "expr"), _targets())
 def test_panel_query_metrics_exist_in_exposition(
-        title: str, ref: str, expr: str, expo: Exposition) -> None:
+    title: str, ref: str, expr: str, expo: Exposition
+) -> None:
     assert parse_promql(expr).metrics, "a query without any metric"
     assert query_problems(expr, expo) == []
 
@@ -440,7 +555,8 @@ def test_panel_queries_follow_the_instance_variable(title: str, ref: str, expr: 
 
 
 def test_instance_variable_reads_an_existing_series(
-        dashboard: dict[str, Any], expo: Exposition) -> None:
+    dashboard: dict[str, Any], expo: Exposition
+) -> None:
     var = _variable(dashboard, "instance")
     query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
     m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", query.strip())
@@ -451,37 +567,47 @@ def test_instance_variable_reads_an_existing_series(
     assert var["includeAll"] and var["allValue"] == ".*"
 
 
-def test_dashboard_covers_every_metric_family(
-        dashboard: dict[str, Any], expo: Exposition) -> None:
+def test_dashboard_covers_every_metric_family(dashboard: dict[str, Any], expo: Exposition) -> None:
     """A metric added to metrics.py gets a panel (or this test is told why not)."""
-    used = {m for p in query_panels(dashboard) for t in p["targets"]
-            for m in parse_promql(t["expr"]).metrics}
+    used = {
+        m
+        for p in query_panels(dashboard)
+        for t in p["targets"]
+        for m in parse_promql(t["expr"]).metrics
+    }
     families = {name for name in expo if not name.endswith("_created")}
     histograms = {n.removesuffix("_bucket") for n in families if n.endswith("_bucket")}
     families -= {h + suffix for h in histograms for suffix in ("_bucket", "_sum", "_count")}
     families |= histograms
-    used_families = used | {n.removesuffix(s) for n in used for s in ("_bucket", "_sum", "_count")
-                            if n.endswith(s)}
+    used_families = used | {
+        n.removesuffix(s) for n in used for s in ("_bucket", "_sum", "_count") if n.endswith(s)
+    }
     assert families - used_families == set()
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason=NO_PROMTOOL)
 def test_panel_queries_parse_as_promql(dashboard: dict[str, Any], tmp_path: Path) -> None:
     """promtool parses every query, Grafana's $__rate_interval put as a plain duration."""
-    rules = [{"record": f"dashboard:panel_{p['id']}_{t['refId']}",
-              "expr": t["expr"].replace("$__rate_interval", "1m")}
-             for p in query_panels(dashboard) for t in p["targets"]]
+    rules = [
+        {
+            "record": f"dashboard:panel_{p['id']}_{t['refId']}",
+            "expr": t["expr"].replace("$__rate_interval", "1m"),
+        }
+        for p in query_panels(dashboard)
+        for t in p["targets"]
+    ]
     path = tmp_path / "dashboard_rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    done = subprocess.run(["promtool", "check", "rules", str(path)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 # --- provisioning ------------------------------------------------------------------------------
 
-def test_datasource_provisioning_matches_the_dashboard_default(
-        dashboard: dict[str, Any]) -> None:
+
+def test_datasource_provisioning_matches_the_dashboard_default(dashboard: dict[str, Any]) -> None:
     files = sorted((PROVISIONING / "datasources").glob("*.y*ml"))
     assert files
     provisioned = [ds for f in files for ds in _load_yaml(f).get("datasources", [])]

@@ -42,7 +42,7 @@ def sections(name: str) -> list[tuple[str, list[tuple[str, str]]]]:
         if not line:
             continue
         if line.startswith("["):
-            result.append((line[1:line.index("]")], []))
+            result.append((line[1 : line.index("]")], []))
             continue
         key, _, value = line.partition("=")
         result[-1][1].append((key.strip(), value.lstrip(">").strip()))
@@ -50,13 +50,17 @@ def sections(name: str) -> list[tuple[str, list[tuple[str, str]]]]:
 
 
 def section(name: str, title: str, type_: str | None = None) -> dict[str, str]:
-    found = [dict(body) for head, body in sections(name)
-             if head == title and (type_ is None or dict(body).get("type") == type_)]
+    found = [
+        dict(body)
+        for head, body in sections(name)
+        if head == title and (type_ is None or dict(body).get("type") == type_)
+    ]
     assert len(found) == 1, f"{name}: [{title}] type={type_}"
     return found[0]
 
 
 # --- a small model of Asterisk's extension patterns --------------------------------------------
+
 
 def asterisk_match(pattern: str, exten: str) -> bool:
     """Whether ``exten`` matches a dialplan extension, by Asterisk's rules: a leading '_' makes
@@ -69,21 +73,32 @@ def asterisk_match(pattern: str, exten: str) -> bool:
         char = pattern[i]
         if char == "[":
             end = pattern.index("]", i)
-            regex += "[" + re.sub(r"([\\^\]])", r"\\\1", pattern[i + 1:end]) + "]"
+            regex += "[" + re.sub(r"([\\^\]])", r"\\\1", pattern[i + 1 : end]) + "]"
             i = end + 1
             continue
         regex += {"N": "[2-9]", "X": "[0-9]", "Z": "[1-9]", ".": ".+", "!": ".*"}.get(
-            char.upper(), re.escape(char))
+            char.upper(), re.escape(char)
+        )
         i += 1
     return re.fullmatch(regex, exten) is not None
 
 
-@pytest.mark.parametrize(("pattern", "exten", "matches"), [
-    ("_NXX", "234", True), ("_NXX", "123", False), ("_nxx", "299", True),
-    ("_ZX.", "10", False), ("_ZX.", "100", True), ("_X!", "5", True),
-    ("_[a-c]1", "b1", True), ("_[a-c]1", "d1", False), ("_[n]", "n", True),
-    ("100", "100", True), ("100", "1000", False),
-])
+@pytest.mark.parametrize(
+    ("pattern", "exten", "matches"),
+    [
+        ("_NXX", "234", True),
+        ("_NXX", "123", False),
+        ("_nxx", "299", True),
+        ("_ZX.", "10", False),
+        ("_ZX.", "100", True),
+        ("_X!", "5", True),
+        ("_[a-c]1", "b1", True),
+        ("_[a-c]1", "d1", False),
+        ("_[n]", "n", True),
+        ("100", "100", True),
+        ("100", "1000", False),
+    ],
+)
 def test_pattern_model(pattern: str, exten: str, matches: bool) -> None:
     assert asterisk_match(pattern, exten) is matches
 
@@ -113,15 +128,19 @@ def test_dialplan_hands_the_call_to_the_app_unanswered() -> None:
     _pattern, apps = ani_extension()
     stasis = [a for a in apps if a.startswith("Stasis(")]
     assert stasis == [f"Stasis({default('ari_app')},ani_2way,${{EXTEN:9}})"]
-    assert "ani_2way_12345"[len("ani_2way_"):] == "12345" and len("ani_2way_") == 9
+    assert "ani_2way_12345"[len("ani_2way_") :] == "12345" and len("ani_2way_") == 9
     assert not [a for a in apps if a.startswith("Answer")]  # rejected without answering
 
 
 def test_ari_user_matches_the_settings_defaults() -> None:
     assert section("ari.conf", "general")["enabled"] == "yes"
     user = section("ari.conf", default("ari_user"))
-    assert user == {"type": "user", "read_only": "no", "password": default("ari_password"),
-                    "password_format": "plain"}
+    assert user == {
+        "type": "user",
+        "read_only": "no",
+        "password": default("ari_password"),
+        "password_format": "plain",
+    }
 
 
 def test_http_serves_ari_where_the_env_example_points() -> None:
@@ -150,8 +169,11 @@ def test_pjsip_trunk_is_the_settings_default_and_reaches_the_dialplan() -> None:
 
 
 def test_sorcery_has_the_memory_wizard_verbatim() -> None:
-    lines = [line.strip() for line in (ASTERISK / "sorcery.conf").read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith(";")]
+    lines = [
+        line.strip()
+        for line in (ASTERISK / "sorcery.conf").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith(";")
+    ]
     assert lines == SORCERY_LINES
 
 
@@ -163,17 +185,25 @@ def test_sorcery_lines_are_the_ones_design_md_measured() -> None:
 
 
 def required_modules() -> list[str]:
-    return [value for key, value in dict(sections("modules.conf"))["modules"]
-            if key == "require"]
+    return [value for key, value in dict(sections("modules.conf"))["modules"] if key == "require"]
 
 
 def test_modules_the_app_needs_are_required() -> None:
     modules = set(required_modules())
     assert dict(dict(sections("modules.conf"))["modules"])["autoload"] == "yes"
-    assert {"res_ari.so", "res_stasis.so", "res_ari_channels.so", "res_ari_bridges.so",
-            "res_ari_asterisk.so", "res_ari_events.so", "res_pjsip.so",
-            "res_http_websocket.so", "res_sorcery_memory.so", "app_stasis.so",
-            "res_pjsip_outbound_authenticator_digest.so"} <= modules
+    assert {
+        "res_ari.so",
+        "res_stasis.so",
+        "res_ari_channels.so",
+        "res_ari_bridges.so",
+        "res_ari_asterisk.so",
+        "res_ari_events.so",
+        "res_pjsip.so",
+        "res_http_websocket.so",
+        "res_sorcery_memory.so",
+        "app_stasis.so",
+        "res_pjsip_outbound_authenticator_digest.so",
+    } <= modules
     # Absent on 16: named for 20/22 as a comment only, or `require` would stop Asterisk 16.
     assert "res_websocket_client.so" not in modules
     assert "res_websocket_client.so" in (ASTERISK / "modules.conf").read_text()

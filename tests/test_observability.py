@@ -22,8 +22,11 @@ async def scrape(url: str) -> Samples:
     async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
         assert resp.status == 200
         text = await resp.text()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
@@ -31,8 +34,9 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return after[key] - before.get(key, 0.0)
 
 
-async def test_counters_move_after_a_scripted_run(pool: asyncpg.Pool, sim: Simulator,
-                                                  start_service: ServiceFactory) -> None:
+async def test_counters_move_after_a_scripted_run(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="answer", answer_after_ms=50, hangup_after_ms=100))
     sim.script("11111111", Script(action="busy"))
     service = await start_service(max_attempts=1)
@@ -48,10 +52,22 @@ async def test_counters_move_after_a_scripted_run(pool: asyncpg.Pool, sim: Simul
     assert delta(before, after, "twoway_legs_originated_total", leg="b") == 1
     assert delta(before, after, "twoway_leg_outcomes_total", leg="a", result="busy") == 1
     assert delta(before, after, "twoway_leg_outcomes_total", leg="b", result="answered") == 1
-    assert delta(before, after, "twoway_callbacks_finished_total",
-                 status="completed", result="answered") == 1
-    assert delta(before, after, "twoway_callbacks_finished_total",
-                 status="failed", result="callback_busy") == 1
+    assert (
+        delta(
+            before, after, "twoway_callbacks_finished_total", status="completed", result="answered"
+        )
+        == 1
+    )
+    assert (
+        delta(
+            before,
+            after,
+            "twoway_callbacks_finished_total",
+            status="failed",
+            result="callback_busy",
+        )
+        == 1
+    )
     assert delta(before, after, "twoway_pickup_latency_seconds_count") == 2
     assert delta(before, after, "twoway_talk_time_seconds_count") == 1
     assert delta(before, after, "twoway_ari_request_seconds_count", op="originate") == 3
@@ -59,8 +75,10 @@ async def test_counters_move_after_a_scripted_run(pool: asyncpg.Pool, sim: Simul
     assert after[("twoway_db_listen_connected", ())] == 1
     assert after[("twoway_live_requests", (("status", "bridged"),))] == 0
     # Label sets exist before anything happened to them.
-    assert ("twoway_callbacks_finished_total", (("result", "user_hangup"), ("status", "failed"))
-            ) in after
+    assert (
+        "twoway_callbacks_finished_total",
+        (("result", "user_hangup"), ("status", "failed")),
+    ) in after
 
 
 async def test_health_and_readiness(start_service: ServiceFactory) -> None:
@@ -75,26 +93,32 @@ async def test_health_and_readiness(start_service: ServiceFactory) -> None:
 
 
 async def test_readyz_flips_when_ari_goes_away_and_comes_back(
-        db_url: str, start_service: ServiceFactory, sim: Simulator) -> None:
+    db_url: str, start_service: ServiceFactory, sim: Simulator
+) -> None:
     service = await start_service(ari_reconnect_max=0.5)
     port = int(sim.base_url.rsplit(":", 1)[1])
     await sim.stop()
 
     async def readyz() -> tuple[int, dict[str, object]]:
-        async with aiohttp.ClientSession() as http, \
-                http.get(f"{service.metrics_url}/readyz") as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{service.metrics_url}/readyz") as resp,
+        ):
             return resp.status, await resp.json()
 
     async def down() -> bool:
         status, body = await readyz()
         return status == 503 and body["down"] == ["ari"]
+
     await until(down, timeout=10)
 
     again = Simulator(SimulatorConfig(user="twoway", password="ari-secret-pw", realm=REALM))
     await again.start(host="127.0.0.1", port=port)
     try:
+
         async def up() -> bool:
             return (await readyz())[0] == 200
+
         await until(up, timeout=15)
     finally:
         await again.stop()
@@ -109,8 +133,11 @@ async def test_metrics_can_be_served_on_their_own_port(start_service: ServiceFac
 
 
 async def test_logs_carry_fields_and_never_secrets(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory,
-        caplog: pytest.LogCaptureFixture) -> None:
+    pool: asyncpg.Pool,
+    sim: Simulator,
+    start_service: ServiceFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     sim.script("12345", Script(action="answer", hangup_after_ms=50))
     await start_service(max_attempts=1)
@@ -122,12 +149,16 @@ async def test_logs_carry_fields_and_never_secrets(
 
     lines = [JsonFormatter().format(record) for record in caplog.records]
     text = "\n".join(lines)
-    for secret in (ha1("902"), ha1("903"), ha1("902", "wrong"), "my-plain-password",
-                   "ari-secret-pw"):
+    for secret in (
+        ha1("902"),
+        ha1("903"),
+        ha1("902", "wrong"),
+        "my-plain-password",
+        "ari-secret-pw",
+    ):
         assert secret not in text
     parsed = [json.loads(line) for line in lines]
     originated = [p for p in parsed if p.get("action") == "originate"]
     assert originated and all({"request_id", "leg", "channel_id"} <= set(p) for p in originated)
     outcomes = {p["request_id"]: p["result"] for p in parsed if p.get("action") == "outcome"}
-    assert outcomes == {good: "answered", wrong: "callback_rejected",
-                        malformed: "invalid_request"}
+    assert outcomes == {good: "answered", wrong: "callback_rejected", malformed: "invalid_request"}

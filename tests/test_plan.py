@@ -20,9 +20,20 @@ HA1_B = "fedcba9876543210fedcba9876543210"
 def row(**overrides: Any) -> CallbackRequest:
     now = datetime.now(UTC)
     fields: dict[str, Any] = dict(
-        id=1, lease_token=uuid4(), attempts=0, max_attempts=None, retry_delay=None,
-        next_call=now, created_at=now, status="calling", source="sql", username="801",
-        md5secret=HA1, original_cli="87654321", original_cld="2way_12345")
+        id=1,
+        lease_token=uuid4(),
+        attempts=0,
+        max_attempts=None,
+        retry_delay=None,
+        next_call=now,
+        created_at=now,
+        status="calling",
+        source="sql",
+        username="801",
+        md5secret=HA1,
+        original_cli="87654321",
+        original_cld="2way_12345",
+    )
     fields.update(overrides)
     return CallbackRequest(**fields)
 
@@ -30,9 +41,17 @@ def row(**overrides: Any) -> CallbackRequest:
 def test_seed_row_identity_per_leg() -> None:
     plan = plan_call(row(authname="902"), needs_secret=True)
     assert (plan.leg_a.number, plan.leg_a.caller_id, plan.leg_a.auth_user, plan.leg_a.ha1) == (
-        "87654321", "87654321", "902", HA1)
+        "87654321",
+        "87654321",
+        "902",
+        HA1,
+    )
     assert (plan.leg_b.number, plan.leg_b.caller_id, plan.leg_b.auth_user, plan.leg_b.ha1) == (
-        "12345", "801", "902", HA1)
+        "12345",
+        "801",
+        "902",
+        HA1,
+    )
 
 
 def test_authname_omitted_uses_username() -> None:
@@ -41,27 +60,37 @@ def test_authname_omitted_uses_username() -> None:
 
 
 def test_every_override() -> None:
-    plan = plan_call(row(authname="902", original_set_cli="4930", twoway_cli="555",
-                         twoway_authname="903", twoway_md5secret=HA1_B.upper()),
-                     needs_secret=True)
+    plan = plan_call(
+        row(
+            authname="902",
+            original_set_cli="4930",
+            twoway_cli="555",
+            twoway_authname="903",
+            twoway_md5secret=HA1_B.upper(),
+        ),
+        needs_secret=True,
+    )
     assert plan.leg_a.caller_id == "4930"
     assert (plan.leg_b.caller_id, plan.leg_b.auth_user, plan.leg_b.ha1) == ("555", "903", HA1_B)
 
 
-@pytest.mark.parametrize(("overrides", "reason"), [
-    ({"original_cld": "12345"}, "original_cld must look like '2way_<CLD>'"),
-    ({"original_cld": "2way_"}, "not a dial string"),
-    ({"original_cld": "2way_123&PJSIP/999"}, "not a dial string"),
-    ({"original_cld": None}, "original_cld is missing"),
-    ({"original_cli": ""}, "original_cli is missing"),
-    ({"original_cli": "123@evil"}, "original_cli is not a dial string"),
-    ({"md5secret": None}, "md5secret is missing"),
-    ({"md5secret": "secret"}, "md5secret is not 32 hex digits"),
-    ({"username": None}, "username is missing"),
-    ({"call_id": "a b"}, "call_id is not printable text"),
-    ({"original_cli": "1" * 65}, "original_cli is not a dial string"),
-    ({"original_cli": "12\x0034"}, "original_cli is not a dial string"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"original_cld": "12345"}, "original_cld must look like '2way_<CLD>'"),
+        ({"original_cld": "2way_"}, "not a dial string"),
+        ({"original_cld": "2way_123&PJSIP/999"}, "not a dial string"),
+        ({"original_cld": None}, "original_cld is missing"),
+        ({"original_cli": ""}, "original_cli is missing"),
+        ({"original_cli": "123@evil"}, "original_cli is not a dial string"),
+        ({"md5secret": None}, "md5secret is missing"),
+        ({"md5secret": "secret"}, "md5secret is not 32 hex digits"),
+        ({"username": None}, "username is missing"),
+        ({"call_id": "a b"}, "call_id is not printable text"),
+        ({"original_cli": "1" * 65}, "original_cli is not a dial string"),
+        ({"original_cli": "12\x0034"}, "original_cli is not a dial string"),
+    ],
+)
 def test_invalid_rows_are_refused_with_a_reason(overrides: dict[str, Any], reason: str) -> None:
     with pytest.raises(InvalidRequest, match=reason.replace("(", r"\(")):
         plan_call(row(**overrides), needs_secret=True)
@@ -77,23 +106,30 @@ def test_static_identity_needs_no_secret() -> None:
     assert plan_call(row(md5secret=None), needs_secret=False).leg_a.ha1 is None
 
 
-@pytest.mark.parametrize(("cause", "rang", "elapsed", "expected"), [
-    (17, False, 0.1, LegFailure.BUSY),
-    (19, True, 10.0, LegFailure.NO_ANSWER),
-    (0, True, 10.0, LegFailure.NO_ANSWER),      # Asterisk 16: cause 0 at our timeout
-    (0, True, 2.0, LegFailure.FAILED),          # cause 0 long before it: not "no answer"
-    (0, False, 10.0, LegFailure.FAILED),        # never rang
-    (21, False, 0.1, LegFailure.REJECTED),
-    (1, False, 0.1, LegFailure.REJECTED),
-    (34, False, 0.1, LegFailure.FAILED),
-])
+@pytest.mark.parametrize(
+    ("cause", "rang", "elapsed", "expected"),
+    [
+        (17, False, 0.1, LegFailure.BUSY),
+        (19, True, 10.0, LegFailure.NO_ANSWER),
+        (0, True, 10.0, LegFailure.NO_ANSWER),  # Asterisk 16: cause 0 at our timeout
+        (0, True, 2.0, LegFailure.FAILED),  # cause 0 long before it: not "no answer"
+        (0, False, 10.0, LegFailure.FAILED),  # never rang
+        (21, False, 0.1, LegFailure.REJECTED),
+        (1, False, 0.1, LegFailure.REJECTED),
+        (34, False, 0.1, LegFailure.FAILED),
+    ],
+)
 def test_classify(cause: int, rang: bool, elapsed: float, expected: LegFailure) -> None:
     assert classify(cause, rang=rang, elapsed=elapsed, timeout=10.0) is expected
 
 
 def test_destination_results_stay_in_the_table_contract() -> None:
     assert [destination_result(f) for f in LegFailure] == [
-        "destination_busy", "destination_no_answer", "destination_failed", "destination_failed"]
+        "destination_busy",
+        "destination_no_answer",
+        "destination_failed",
+        "destination_failed",
+    ]
 
 
 def test_ids_round_trip() -> None:

@@ -23,7 +23,10 @@ async def insert(pool: asyncpg.Pool, n: int = 1, delay: float = 0.0) -> list[int
     rows = await pool.fetch(
         "INSERT INTO callback_requests (username, md5secret, original_cli, original_cld, next_call)"
         " SELECT '801', 'x', g::text, '2way_1', now() + make_interval(secs => $2)"
-        " FROM generate_series(1, $1) g RETURNING id", n, delay)
+        " FROM generate_series(1, $1) g RETURNING id",
+        n,
+        delay,
+    )
     return [r["id"] for r in rows]
 
 
@@ -35,8 +38,10 @@ async def test_claim_takes_due_rows_once_oldest_first(pool: asyncpg.Pool) -> Non
     assert [r.id for r in claimed] == ids
     assert {r.status for r in claimed} == {"calling"}
     assert await store.claim(10) == []
-    row = await pool.fetchrow("SELECT claimed_by, lease_until > now() AS leased FROM "
-                              "callback_requests WHERE id = $1", ids[0])
+    row = await pool.fetchrow(
+        "SELECT claimed_by, lease_until > now() AS leased FROM callback_requests WHERE id = $1",
+        ids[0],
+    )
     assert (row["claimed_by"], row["leased"]) == ("inst-1", True)
 
 
@@ -58,7 +63,8 @@ async def test_two_claimers_never_get_the_same_row(pool: asyncpg.Pool) -> None:
 async def test_claim_uses_the_partial_index(pool: asyncpg.Pool) -> None:
     await pool.execute(
         "INSERT INTO callback_requests (original_cli, status, result) "
-        "SELECT g::text, 'completed', 'answered' FROM generate_series(1, 20000) g")
+        "SELECT g::text, 'completed', 'answered' FROM generate_series(1, 20000) g"
+    )
     await insert(pool, 5)
     await pool.execute("ANALYZE callback_requests")
     plan = await pool.fetchval("EXPLAIN (FORMAT JSON) " + queries.CLAIM, 10, "x", 60.0)
@@ -77,7 +83,8 @@ async def test_write_backs_are_fenced_by_the_lease(pool: asyncpg.Pool) -> None:
     assert not await store.finish(stale, failed)
     assert await store.finish(req, failed)
     row = await pool.fetchrow(
-        "SELECT status, result, leg_a_cause, call_id, attempts FROM callback_requests")
+        "SELECT status, result, leg_a_cause, call_id, attempts FROM callback_requests"
+    )
     assert tuple(row) == ("failed", "callback_busy", 17, "cid", 1)
 
 
@@ -107,10 +114,19 @@ class Harness:
     def __init__(self, db_url: str, pool: asyncpg.Pool, max_sleep: float) -> None:
         self.claimed: asyncio.Queue[CallbackRequest] = asyncio.Queue()
         self.store = RequestStore(pool, "inst-w", 60)
-        self.watcher = QueueWatcher(self.store, batch=10, max_sleep=max_sleep,
-                                    free_slots=lambda: 100, on_claimed=self._claimed)
-        self.listener = NotifyListener(db_url, on_notify=lambda _p: self.watcher.wake(),
-                                       on_up=self.watcher.wake, probe_interval=0.5)
+        self.watcher = QueueWatcher(
+            self.store,
+            batch=10,
+            max_sleep=max_sleep,
+            free_slots=lambda: 100,
+            on_claimed=self._claimed,
+        )
+        self.listener = NotifyListener(
+            db_url,
+            on_notify=lambda _p: self.watcher.wake(),
+            on_up=self.watcher.wake,
+            probe_interval=0.5,
+        )
 
     def _claimed(self, rows: list[CallbackRequest]) -> None:
         for row in rows:
@@ -134,6 +150,7 @@ async def wait_listening(listener: NotifyListener) -> None:
     async def poll() -> None:
         while not listener.connected:
             await asyncio.sleep(0.01)
+
     await asyncio.wait_for(poll(), 10)
 
 
@@ -151,18 +168,21 @@ async def test_future_row_is_claimed_when_due(harness: Harness, pool: asyncpg.Po
     assert got.id == rid
     # Claimed after it became due, by the database's clock.
     assert await pool.fetchval(
-        "SELECT claimed_at >= next_call FROM callback_requests WHERE id = $1", rid)
+        "SELECT claimed_at >= next_call FROM callback_requests WHERE id = $1", rid
+    )
 
 
 async def test_listen_connection_comes_back(harness: Harness, pool: asyncpg.Pool) -> None:
     await wait_listening(harness.listener)
     await pool.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-        APPLICATION_NAME)
+        APPLICATION_NAME,
+    )
 
     async def reconnected() -> None:
         while harness.listener.reconnects < 1 or not harness.listener.connected:
             await asyncio.sleep(0.01)
+
     await asyncio.wait_for(reconnected(), 15)
     (rid,) = await insert(pool)
     got = await asyncio.wait_for(harness.claimed.get(), 10)

@@ -18,7 +18,8 @@ async def status_is(pool: asyncpg.Pool, rid: int, status: str) -> bool:
 
 
 async def test_websocket_drop_during_a_bridged_call(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="answer", hangup_after_ms=1500))
     service = await start_service()
     rid = await insert(pool)
@@ -27,11 +28,15 @@ async def test_websocket_drop_during_a_bridged_call(
     await until(lambda: service.stream.reconnects >= 1 and service.stream.connected)
     row = await final_row(pool, rid)
     assert (row["status"], row["result"], row["result_reason"]) == (
-        "completed", "answered", "destination hung up")
+        "completed",
+        "answered",
+        "destination hung up",
+    )
 
 
 async def test_asterisk_restart_while_leg_a_rings(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("87654321", Script(action="noanswer"))
     sim.script("12345", Script(action="answer", hangup_after_ms=50))
     await start_service(leg_a_timeout=60, retry_delay=0.3)
@@ -42,15 +47,17 @@ async def test_asterisk_restart_while_leg_a_rings(
     row = await final_row(pool, rid)
     assert (row["status"], row["result"], row["attempts"]) == ("completed", "answered", 2)
     history = await pool.fetch(
-        "SELECT new_status, result FROM callback_request_history WHERE request_id = $1 "
-        "ORDER BY id", rid)
+        "SELECT new_status, result FROM callback_request_history WHERE request_id = $1 ORDER BY id",
+        rid,
+    )
     assert ("pending", "callback_failed") in [(h["new_status"], h["result"]) for h in history]
     # The identity objects died with Asterisk: created again for the second attempt.
     assert len(config_puts(sim, "auth")) == 2
 
 
 async def test_asterisk_restart_while_bridged(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     await start_service()
     rid = await insert(pool)
     await until(lambda: status_is(pool, rid, "bridged"))
@@ -61,7 +68,8 @@ async def test_asterisk_restart_while_bridged(
 
 
 async def test_requests_wait_while_ari_is_down(
-        pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory) -> None:
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="answer", hangup_after_ms=50))
     service = await start_service(ari_reconnect_max=0.5)
     port = int(sim.base_url.rsplit(":", 1)[1])
@@ -75,7 +83,8 @@ async def test_requests_wait_while_ari_is_down(
 
 
 async def test_shutdown_releases_undialled_rows_and_finishes_live_calls(
-        db_url: str, pool: asyncpg.Pool, sim: Simulator) -> None:
+    db_url: str, pool: asyncpg.Pool, sim: Simulator
+) -> None:
     sim.script("12345", Script(action="answer", hangup_after_ms=300))
     # One originate every 20 s: the first row dials, the others wait for a token.
     settings = service_settings(db_url, sim.base_url, max_cps=0.05, shutdown_grace=10)
@@ -95,7 +104,8 @@ async def test_shutdown_releases_undialled_rows_and_finishes_live_calls(
 
 
 async def test_shutdown_grace_then_hang_up_and_record(
-        db_url: str, pool: asyncpg.Pool, sim: Simulator) -> None:
+    db_url: str, pool: asyncpg.Pool, sim: Simulator
+) -> None:
     settings = service_settings(db_url, sim.base_url, shutdown_grace=0.2)
     async with running_service(settings) as service:
         assert await service.wait_ready(10)
@@ -106,15 +116,22 @@ async def test_shutdown_grace_then_hang_up_and_record(
         await until(lambda: f"twoway-{ringing}-1a" in sim.channels)
     row = await row_of(pool, bridged)
     assert (row["status"], row["result"], row["result_reason"]) == (
-        "completed", "answered", "hung up at service shutdown")
+        "completed",
+        "answered",
+        "hung up at service shutdown",
+    )
     row = await row_of(pool, ringing)
     assert (row["status"], row["result"], row["result_reason"]) == (
-        "failed", "error", "hung up at service shutdown")
+        "failed",
+        "error",
+        "hung up at service shutdown",
+    )
     assert not sim.channels and not sim.bridges
 
 
-async def test_database_outage_during_a_call(db_url: str, pool: asyncpg.Pool,
-                                             sim: Simulator) -> None:
+async def test_database_outage_during_a_call(
+    db_url: str, pool: asyncpg.Pool, sim: Simulator
+) -> None:
     """The service reaches Postgres through a proxy we cut: the call goes on, its outcome is
     written once the database is back, and readiness says what was down."""
     url = urlsplit(db_url)
@@ -136,20 +153,25 @@ async def test_database_outage_during_a_call(db_url: str, pool: asyncpg.Pool,
         await proxy.restore()
         row = await final_row(pool, rid)
         assert (row["status"], row["result"], row["result_reason"]) == (
-            "completed", "answered", "destination hung up")
+            "completed",
+            "answered",
+            "destination hung up",
+        )
         await until(lambda: all(service.readiness().values()), timeout=15)
     await proxy.cut()
 
 
-async def test_backends_terminated_mid_call(pool: asyncpg.Pool, sim: Simulator,
-                                            start_service: ServiceFactory) -> None:
+async def test_backends_terminated_mid_call(
+    pool: asyncpg.Pool, sim: Simulator, start_service: ServiceFactory
+) -> None:
     sim.script("12345", Script(action="answer", hangup_after_ms=500))
     service = await start_service(listen_probe_interval=0.2)
     rid = await insert(pool)
     await until(lambda: status_is(pool, rid, "bridged"))
     await pool.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
     row = await final_row(pool, rid)
     assert (row["status"], row["result"]) == ("completed", "answered")
     await until(lambda: service.listener.reconnects >= 1 and service.listener.connected)

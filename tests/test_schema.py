@@ -33,8 +33,12 @@ SEED_INSERT = """
 async def test_migrate_is_idempotent_and_recorded(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         assert await migrate(conn) == []  # the template was migrated already
-        versions = [r["version"] for r in await conn.fetch(
-            "SELECT version FROM twoway_schema_migrations ORDER BY version")]
+        versions = [
+            r["version"]
+            for r in await conn.fetch(
+                "SELECT version FROM twoway_schema_migrations ORDER BY version"
+            )
+        ]
         assert versions == [m.version for m in available()]
         await check_schema(conn)
 
@@ -74,35 +78,45 @@ async def test_seed_insert_without_authname(pool: asyncpg.Pool) -> None:
     assert row["username"] == "801"
 
 
-@pytest.mark.parametrize(("column", "value"), [("status", "ringing"), ("result", "ok"),
-                                               ("source", "fax")])
-async def test_check_constraints_refuse_unknown_values(pool: asyncpg.Pool, column: str,
-                                                       value: str) -> None:
+@pytest.mark.parametrize(
+    ("column", "value"), [("status", "ringing"), ("result", "ok"), ("source", "fax")]
+)
+async def test_check_constraints_refuse_unknown_values(
+    pool: asyncpg.Pool, column: str, value: str
+) -> None:
     with pytest.raises(asyncpg.CheckViolationError):
         await pool.execute(
-            f"INSERT INTO callback_requests (original_cli, {column}) VALUES ('1', $1)", value)
+            f"INSERT INTO callback_requests (original_cli, {column}) VALUES ('1', $1)", value
+        )
 
 
 async def test_sql_cancel_of_live_row_is_accepted(pool: asyncpg.Pool) -> None:
     rid = await pool.fetchval(
         "INSERT INTO callback_requests (original_cli, status, claimed_by) "
-        "VALUES ('1', 'bridged', 'x') RETURNING id")
+        "VALUES ('1', 'bridged', 'x') RETURNING id"
+    )
     await pool.execute("UPDATE callback_requests SET status = 'cancelled' WHERE id = $1", rid)
     row = await pool.fetchrow("SELECT status, result FROM callback_requests WHERE id = $1", rid)
     assert (row["status"], row["result"]) == ("cancelled", "cancelled")
     history = await pool.fetch(
         "SELECT old_status, new_status FROM callback_request_history WHERE request_id = $1"
-        " ORDER BY id", rid)
+        " ORDER BY id",
+        rid,
+    )
     assert [(h["old_status"], h["new_status"]) for h in history] == [
-        (None, "bridged"), ("bridged", "cancelled")]
+        (None, "bridged"),
+        ("bridged", "cancelled"),
+    ]
 
 
 async def test_cancelling_a_pending_row_stamps_its_end(pool: asyncpg.Pool) -> None:
     rid = await pool.fetchval(
-        "INSERT INTO callback_requests (original_cli) VALUES ('1') RETURNING id")
+        "INSERT INTO callback_requests (original_cli) VALUES ('1') RETURNING id"
+    )
     await pool.execute("UPDATE callback_requests SET status = 'cancelled' WHERE id = $1", rid)
     assert await pool.fetchval(
-        "SELECT ended_at IS NOT NULL FROM callback_requests WHERE id = $1", rid)
+        "SELECT ended_at IS NOT NULL FROM callback_requests WHERE id = $1", rid
+    )
 
 
 async def test_trigger_notifies_due_and_cancel(db_url: str, pool: asyncpg.Pool) -> None:
@@ -113,14 +127,17 @@ async def test_trigger_notifies_due_and_cancel(db_url: str, pool: asyncpg.Pool) 
         # A bulk insert of many rows folds into a single wake-up.
         await pool.execute(
             "INSERT INTO callback_requests (original_cli)"
-            " SELECT g::text FROM generate_series(1, 50) g")
+            " SELECT g::text FROM generate_series(1, 50) g"
+        )
         assert await asyncio.wait_for(got.get(), 5) == "due"
         rid = await pool.fetchval("SELECT min(id) FROM callback_requests")
         await pool.execute("UPDATE callback_requests SET status = 'cancelled' WHERE id = $1", rid)
         assert await asyncio.wait_for(got.get(), 5) == f"cancel:{rid}"
         # Only the cancel was sent after the insert: the queue holds nothing else.
-        await pool.execute("UPDATE callback_requests SET next_call = now() + interval '1 hour' "
-                           "WHERE id = $1 + 1", rid)
+        await pool.execute(
+            "UPDATE callback_requests SET next_call = now() + interval '1 hour' WHERE id = $1 + 1",
+            rid,
+        )
         assert await asyncio.wait_for(got.get(), 5) == "due"
         assert got.empty()
     finally:

@@ -78,8 +78,9 @@ def test_unset_variable_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not sdnotify.notify(sdnotify.READY, env={"NOTIFY_SOCKET": ""})
 
 
-def test_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch,
-                                       path_listener: Listener) -> None:
+def test_reads_the_process_environment(
+    monkeypatch: pytest.MonkeyPatch, path_listener: Listener
+) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", path_listener.env["NOTIFY_SOCKET"])
     assert sdnotify.notify(sdnotify.READY)
     assert path_listener.recv() == "READY=1"
@@ -89,23 +90,29 @@ def test_unknown_transport_is_a_no_op() -> None:
     assert not sdnotify.notify(sdnotify.READY, env={"NOTIFY_SOCKET": "vsock:2:1234"})
 
 
-def test_gone_socket_is_reported_not_raised(tmp_path: Path,
-                                            caplog: pytest.LogCaptureFixture) -> None:
-    assert not sdnotify.notify(sdnotify.READY,
-                               env={"NOTIFY_SOCKET": str(tmp_path / "missing.sock")})
+def test_gone_socket_is_reported_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert not sdnotify.notify(
+        sdnotify.READY, env={"NOTIFY_SOCKET": str(tmp_path / "missing.sock")}
+    )
     assert "sd_notify failed" in caplog.text
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({}, None),
-    ({"WATCHDOG_USEC": "30000000"}, 15.0),
-    ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}, 15.0),
-    ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid() + 1)}, None),
-    ({"WATCHDOG_USEC": "0"}, None),
-    ({"WATCHDOG_USEC": "soon"}, None),
-])
-def test_watchdog_interval_is_half_of_watchdog_usec(env: dict[str, str],
-                                                    expected: float | None) -> None:
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({"WATCHDOG_USEC": "30000000"}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid() + 1)}, None),
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+    ],
+)
+def test_watchdog_interval_is_half_of_watchdog_usec(
+    env: dict[str, str], expected: float | None
+) -> None:
     assert sdnotify.watchdog_interval(env) == expected
 
 
@@ -146,8 +153,9 @@ async def test_lifecycle_outside_systemd_is_silent() -> None:
         pass
 
 
-async def test_ready_once_the_real_service_is_up(start_service: ServiceFactory,
-                                                 path_listener: Listener) -> None:
+async def test_ready_once_the_real_service_is_up(
+    start_service: ServiceFactory, path_listener: Listener
+) -> None:
     """How cli.cmd_run uses it: Service.readiness (database, LISTEN, ARI) gates READY=1."""
     service = await start_service()
     async with sdnotify.lifecycle(service.readiness, path_listener.env, poll=0.01):

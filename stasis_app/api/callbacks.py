@@ -34,8 +34,9 @@ class CallbackHandlers:
     async def create(self, request: web.Request) -> web.Response:
         data = parse_json_object(await read_body(request, self._max_body))
         created = await self._callbacks.create(data)
-        return web.json_response(created, status=201,
-                                 headers={"Location": f"/v1/callbacks/{created['id']}"})
+        return web.json_response(
+            created, status=201, headers={"Location": f"/v1/callbacks/{created['id']}"}
+        )
 
     async def get(self, request: web.Request) -> web.Response:
         return web.json_response(await self._callbacks.get(request.match_info["id"]))

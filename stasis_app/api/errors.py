@@ -58,8 +58,7 @@ class InvalidInput(ApiError):
     http_status, fault_code, kind = 422, 1, "invalid"
 
     def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("invalid input: " + "; ".join(f"{p.field}: {p.reason}"
-                                                        for p in problems))
+        super().__init__("invalid input: " + "; ".join(f"{p.field}: {p.reason}" for p in problems))
         self.problems = problems
 
     def body(self) -> dict[str, Any]:

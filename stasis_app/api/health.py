@@ -20,16 +20,20 @@ async def healthz(_request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     checks = request.app[READINESS_KEY]()
     ready = all(checks.values())
-    body = {"ready": ready, "checks": checks,
-            "down": sorted(name for name, up in checks.items() if not up)}
+    body = {
+        "ready": ready,
+        "checks": checks,
+        "down": sorted(name for name, up in checks.items() if not up),
+    }
     return web.json_response(body, status=200 if ready else 503)
 
 
 async def metrics(_request: web.Request) -> web.Response:
     # CONTENT_TYPE_LATEST carries a charset parameter, which aiohttp wants separately.
     content_type, _, charset = CONTENT_TYPE_LATEST.partition("; charset=")
-    return web.Response(body=generate_latest(REGISTRY), content_type=content_type,
-                        charset=charset or None)
+    return web.Response(
+        body=generate_latest(REGISTRY), content_type=content_type, charset=charset or None
+    )
 
 
 def add_health_routes(app: web.Application, readiness: Readiness) -> None:

@@ -53,9 +53,12 @@ def json_api_middleware(guard: Guard) -> Middleware:
                 raise
             return _http_error(exc)
         except Exception as exc:
-            log.error("api request failed: %s", type(exc).__name__, exc_info=exc,
-                      extra={"action": "api_error", "method": request.method,
-                             "path": request.path})
+            log.error(
+                "api request failed: %s",
+                type(exc).__name__,
+                exc_info=exc,
+                extra={"action": "api_error", "method": request.method, "path": request.path},
+            )
             return web.json_response({"error": "internal"}, status=INTERNAL_STATUS)
 
     return middleware

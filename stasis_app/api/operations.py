@@ -37,8 +37,9 @@ class Callbacks:
     async def list(self, query: Mapping[str, Sequence[str]]) -> View:
         page = await self._store.list(parse_list_query(query))
         cursor = str(page.rows[-1]["id"]) if page.more else None
-        return CallbackPage.model_validate({"items": page.rows, "next_cursor": cursor}
-                                           ).model_dump(mode="json")
+        return CallbackPage.model_validate({"items": page.rows, "next_cursor": cursor}).model_dump(
+            mode="json"
+        )
 
     async def cancel(self, raw_id: object) -> View:
         request_id = parse_id(raw_id)
@@ -46,8 +47,9 @@ class Callbacks:
         if outcome is None:
             raise NotFound(f"no callback request {request_id}")
         if not outcome.changed:
-            raise Conflict(f"callback request {request_id} is already {outcome.status}",
-                           outcome.status)
+            raise Conflict(
+                f"callback request {request_id} is already {outcome.status}", outcome.status
+            )
         return CallbackCancelled.model_validate(
             {"id": outcome.id, "status": outcome.status, "result": outcome.result}
         ).model_dump(mode="json")

@@ -45,7 +45,8 @@ def refuse_open_api(settings: Settings) -> None:
     if not is_loopback(host):
         raise ConfigError(
             f"TWOWAY_API_TOKENS is empty and TWOWAY_HTTP_LISTEN={settings.http_listen} is not "
-            "a loopback address: set API tokens, or bind the API to 127.0.0.1 / [::1]")
+            "a loopback address: set API tokens, or bind the API to 127.0.0.1 / [::1]"
+        )
 
 
 def _tokens(settings: Settings) -> list[str]:
@@ -53,17 +54,23 @@ def _tokens(settings: Settings) -> list[str]:
     tokens = settings.api_token_list
     if tokens:
         return tokens
-    log.warning("TWOWAY_API_TOKENS is empty: the API on loopback accepts calls without a "
-                "token", extra={"action": "api_no_auth"})
+    log.warning(
+        "TWOWAY_API_TOKENS is empty: the API on loopback accepts calls without a token",
+        extra={"action": "api_no_auth"},
+    )
     return []
 
 
 def add_api_routes(app: web.Application, pool: asyncpg.Pool, settings: Settings) -> None:
     """Mount the API on ``app``; ConfigError when it would be open to the network."""
     guard = Guard(TokenAuth(_tokens(settings)), TokenBuckets(settings.api_rate_limit))
-    callbacks = Callbacks(CallbackStore(pool), IntakeRules(
-        default_realm=settings.sip_realm,
-        require_secret=settings.identity_mode is IdentityMode.DYNAMIC))
+    callbacks = Callbacks(
+        CallbackStore(pool),
+        IntakeRules(
+            default_realm=settings.sip_realm,
+            require_secret=settings.identity_mode is IdentityMode.DYNAMIC,
+        ),
+    )
     handlers = CallbackHandlers(callbacks, settings.api_max_body)
     document = openapi_document()
 
@@ -77,4 +84,3 @@ def add_api_routes(app: web.Application, pool: asyncpg.Pool, settings: Settings)
     app.router.add_post(f"/v1/callbacks/{ID}/cancel", handlers.cancel)
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_post("/xmlrpc", XmlRpcEndpoint(callbacks, guard, settings.api_max_body).handle)
-

@@ -34,8 +34,7 @@ LIST_LIMIT_MAX = 500
 REALM = re.compile(r"[ !#-\[\]-~]{1,128}")
 PASSWORD_MAX = 256
 
-Status = Literal["pending", "calling", "connecting", "bridged", "completed", "failed",
-                 "cancelled"]
+Status = Literal["pending", "calling", "connecting", "bridged", "completed", "failed", "cancelled"]
 
 
 def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
@@ -43,13 +42,15 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
         if not pattern.fullmatch(value):
             raise ValueError(f"must be {what}")
         return value
+
     return check
 
 
 def _documented(pattern: re.Pattern[str], what: str, **extra: Any) -> WithJsonSchema:
     """The JSON schema of a pattern-checked string: the same pattern, anchored."""
-    return WithJsonSchema({"type": "string", "pattern": f"^(?:{pattern.pattern})$",
-                           "description": what, **extra})
+    return WithJsonSchema(
+        {"type": "string", "pattern": f"^(?:{pattern.pattern})$", "description": what, **extra}
+    )
 
 
 _DIAL = "a dial string: digits, letters, + * # . _ - (1 to 64 characters)"
@@ -58,14 +59,14 @@ _CALL_ID = "a Call-ID: printable ASCII without blanks or quotes (1 to 200 charac
 _HA1 = "32 hex digits: HA1 = MD5(user:realm:password)"
 _REALM = "a digest realm: printable ASCII without '\"' or '\\' (1 to 128 characters)"
 
-DialString = Annotated[str, AfterValidator(_matching(DIAL_STRING, _DIAL)),
-                       _documented(DIAL_STRING, _DIAL)]
-SipName = Annotated[str, AfterValidator(_matching(TOKEN, _SIP_NAME)),
-                    _documented(TOKEN, _SIP_NAME)]
-CallId = Annotated[str, AfterValidator(_matching(CALL_ID, _CALL_ID)),
-                   _documented(CALL_ID, _CALL_ID)]
-Ha1 = Annotated[str, AfterValidator(_matching(HA1, _HA1)),
-                _documented(HA1, _HA1, writeOnly=True)]
+DialString = Annotated[
+    str, AfterValidator(_matching(DIAL_STRING, _DIAL)), _documented(DIAL_STRING, _DIAL)
+]
+SipName = Annotated[str, AfterValidator(_matching(TOKEN, _SIP_NAME)), _documented(TOKEN, _SIP_NAME)]
+CallId = Annotated[
+    str, AfterValidator(_matching(CALL_ID, _CALL_ID)), _documented(CALL_ID, _CALL_ID)
+]
+Ha1 = Annotated[str, AfterValidator(_matching(HA1, _HA1)), _documented(HA1, _HA1, writeOnly=True)]
 Realm = Annotated[str, AfterValidator(_matching(REALM, _REALM)), _documented(REALM, _REALM)]
 
 
@@ -77,12 +78,21 @@ def _original_cld(value: str) -> str:
     return CLD_PREFIX + cld
 
 
-OriginalCld = Annotated[str, AfterValidator(_original_cld), WithJsonSchema({
-    "type": "string",
-    # Exactly the validator's rule: with the prefix, the rest is the CLD; else all of it.
-    "pattern": f"^(?:{CLD_PREFIX}{DIAL_STRING.pattern}|(?!{CLD_PREFIX}){DIAL_STRING.pattern})$",
-    "description": f"the destination: '{CLD_PREFIX}<CLD>' or a bare CLD (stored with the "
-                   "prefix)"})]
+OriginalCld = Annotated[
+    str,
+    AfterValidator(_original_cld),
+    WithJsonSchema(
+        {
+            "type": "string",
+            # Exactly the validator's rule: with the prefix, the rest is the CLD; else all of it.
+            "pattern": (
+                f"^(?:{CLD_PREFIX}{DIAL_STRING.pattern}|(?!{CLD_PREFIX}){DIAL_STRING.pattern})$"
+            ),
+            "description": f"the destination: '{CLD_PREFIX}<CLD>' or a bare CLD (stored with the "
+            "prefix)",
+        }
+    ),
+]
 
 
 def _iso_datetime(value: object) -> object:
@@ -118,12 +128,19 @@ class CallbackCreate(BaseModel):
     username: SipName
     authname: SipName | None = None
     md5secret: Ha1 | None = Field(default=None, repr=False)
-    password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX,
-                                   json_schema_extra={"writeOnly": True})] | None = Field(
-        default=None, repr=False,
-        description="plain SIP password; with realm, replaces md5secret (never stored)")
+    password: (
+        Annotated[
+            str, Field(min_length=1, max_length=PASSWORD_MAX, json_schema_extra={"writeOnly": True})
+        ]
+        | None
+    ) = Field(
+        default=None,
+        repr=False,
+        description="plain SIP password; with realm, replaces md5secret (never stored)",
+    )
     realm: Realm | None = Field(
-        default=None, description="the realm of password (default TWOWAY_SIP_REALM)")
+        default=None, description="the realm of password (default TWOWAY_SIP_REALM)"
+    )
     twoway_cli: DialString | None = None
     twoway_authname: SipName | None = None
     twoway_md5secret: Ha1 | None = Field(default=None, repr=False)
@@ -131,15 +148,19 @@ class CallbackCreate(BaseModel):
     original_set_cli: DialString | None = None
     original_cld: OriginalCld
     next_call: Annotated[IsoDateTime, AfterValidator(_not_too_far)] | None = Field(
-        default=None, description="when to call (ISO 8601 with a timezone, at most 30 days "
-                                  "ahead); default now")
+        default=None,
+        description="when to call (ISO 8601 with a timezone, at most 30 days ahead); default now",
+    )
     call_id: CallId | None = None
     twoway_call_id: CallId | None = None
     max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] | None = Field(
-        default=None, description="leg-A attempts (default TWOWAY_MAX_ATTEMPTS)")
-    retry_delay: Annotated[float, Field(ge=0, le=MAX_RETRY_DELAY, allow_inf_nan=False)] | None \
-        = Field(default=None, description="seconds before the first retry "
-                                          "(default TWOWAY_RETRY_DELAY)")
+        default=None, description="leg-A attempts (default TWOWAY_MAX_ATTEMPTS)"
+    )
+    retry_delay: Annotated[float, Field(ge=0, le=MAX_RETRY_DELAY, allow_inf_nan=False)] | None = (
+        Field(
+            default=None, description="seconds before the first retry (default TWOWAY_RETRY_DELAY)"
+        )
+    )
 
 
 class ListQuery(BaseModel):
@@ -148,18 +169,23 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     status: list[Status] | None = Field(
-        default=None, description="only these statuses (comma-separated)")
+        default=None, description="only these statuses (comma-separated)"
+    )
     cli: DialString | None = Field(default=None, description="only this original_cli")
     created_from: IsoDateTime | None = Field(
-        default=None, description="created at or after (ISO 8601 with a timezone)")
+        default=None, description="created at or after (ISO 8601 with a timezone)"
+    )
     created_to: IsoDateTime | None = Field(
-        default=None, description="created before (ISO 8601 with a timezone)")
+        default=None, description="created before (ISO 8601 with a timezone)"
+    )
     limit: int = Field(default=100, ge=1, le=LIST_LIMIT_MAX, description="page size")
     cursor: Annotated[str, Field(pattern=r"^[0-9]{1,19}$")] | None = Field(
-        default=None, description="next_cursor of the previous page")
+        default=None, description="next_cursor of the previous page"
+    )
 
 
 # --- responses ---------------------------------------------------------------------------
+
 
 class CallbackCreated(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -242,8 +268,7 @@ class CallbackPage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: list[Callback]
-    next_cursor: str | None = Field(description="pass as cursor for the next page; null at "
-                                                "the end")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
 
 
 class FieldProblem(BaseModel):
@@ -256,12 +281,19 @@ class FieldProblem(BaseModel):
 class ErrorBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    error: str = Field(description="invalid, not_found, conflict, unauthorized, bad_request, "
-                                   "rate_limited, too_large, method_not_allowed, internal")
+    error: str = Field(
+        description="invalid, not_found, conflict, unauthorized, bad_request, "
+        "rate_limited, too_large, method_not_allowed, internal"
+    )
     message: str | None = None
     fields: list[FieldProblem] | None = Field(default=None, description="with invalid")
     status: Status | None = Field(default=None, description="with conflict: the final status")
 
 
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
-    CallbackCreated, CallbackCancelled, CallbackDetail, CallbackPage, ErrorBody)
+    CallbackCreated,
+    CallbackCancelled,
+    CallbackDetail,
+    CallbackPage,
+    ErrorBody,
+)

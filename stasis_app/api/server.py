@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 HTTP_SHUTDOWN_TIMEOUT = 5.0
 
 
-def build_apps(readiness: Readiness, pool: asyncpg.Pool,
-               settings: Settings) -> list[tuple[web.Application, str]]:
+def build_apps(
+    readiness: Readiness, pool: asyncpg.Pool, settings: Settings
+) -> list[tuple[web.Application, str]]:
     """The applications to serve and where: one, or two with TWOWAY_METRICS_LISTEN."""
     api = web.Application(client_max_size=settings.api_max_body)
     add_api_routes(api, pool, settings)

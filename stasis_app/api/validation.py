@@ -63,13 +63,21 @@ def parse_create(data: object, rules: IntakeRules) -> NewCallback:
     if rules.require_secret and md5secret is None:
         raise InvalidInput([Problem("md5secret", "required (or password)")])
     return NewCallback(
-        username=req.username, authname=req.authname, md5secret=md5secret,
-        twoway_cli=req.twoway_cli, twoway_authname=req.twoway_authname,
+        username=req.username,
+        authname=req.authname,
+        md5secret=md5secret,
+        twoway_cli=req.twoway_cli,
+        twoway_authname=req.twoway_authname,
         twoway_md5secret=req.twoway_md5secret.lower() if req.twoway_md5secret else None,
-        original_cli=req.original_cli, original_set_cli=req.original_set_cli,
-        original_cld=req.original_cld, next_call=req.next_call, call_id=req.call_id,
-        twoway_call_id=req.twoway_call_id, max_attempts=req.max_attempts,
-        retry_delay=req.retry_delay)
+        original_cli=req.original_cli,
+        original_set_cli=req.original_set_cli,
+        original_cld=req.original_cld,
+        next_call=req.next_call,
+        call_id=req.call_id,
+        twoway_call_id=req.twoway_call_id,
+        max_attempts=req.max_attempts,
+        retry_delay=req.retry_delay,
+    )
 
 
 def _ha1_of_password(req: CallbackCreate, rules: IntakeRules) -> str:
@@ -80,14 +88,16 @@ def _ha1_of_password(req: CallbackCreate, rules: IntakeRules) -> str:
     if not realm:
         raise InvalidInput([Problem("realm", "required with password (no TWOWAY_SIP_REALM)")])
     user = req.authname or req.username
-    return hashlib.md5(f"{user}:{realm}:{req.password}".encode(),
-                       usedforsecurity=False).hexdigest()
+    return hashlib.md5(f"{user}:{realm}:{req.password}".encode(), usedforsecurity=False).hexdigest()
 
 
 def parse_list_query(query: Mapping[str, Sequence[str]]) -> ListFilter:
     """Query parameters (each name with all its values) into a filter."""
-    repeated = [Problem(name[:_FIELD_NAME_MAX], "given more than once")
-                for name, values in query.items() if len(values) > 1]
+    repeated = [
+        Problem(name[:_FIELD_NAME_MAX], "given more than once")
+        for name, values in query.items()
+        if len(values) > 1
+    ]
     if repeated:
         raise InvalidInput(repeated)
     data: dict[str, object] = {name: values[0] for name, values in query.items() if values}
@@ -98,10 +108,14 @@ def parse_list_query(query: Mapping[str, Sequence[str]]) -> ListFilter:
     except ValidationError as exc:
         raise InvalidInput(problems_of(exc)) from None
     before_id = int(q.cursor) if q.cursor is not None else None
-    return ListFilter(statuses=q.status, cli=q.cli, created_from=q.created_from,
-                      created_to=q.created_to,
-                      before_id=min(before_id, MAX_ID) if before_id is not None else None,
-                      limit=q.limit)
+    return ListFilter(
+        statuses=q.status,
+        cli=q.cli,
+        created_from=q.created_from,
+        created_to=q.created_to,
+        before_id=min(before_id, MAX_ID) if before_id is not None else None,
+        limit=q.limit,
+    )
 
 
 def parse_id(value: object) -> int:

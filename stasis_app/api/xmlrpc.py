@@ -45,8 +45,12 @@ class XmlRpcEndpoint:
         except ApiError as exc:
             body = dump_fault(exc.fault_code, exc.fault_string())
         except Exception as exc:
-            log.error("xml-rpc request failed: %s", type(exc).__name__, exc_info=exc,
-                      extra={"action": "api_error", "method": "POST", "path": request.path})
+            log.error(
+                "xml-rpc request failed: %s",
+                type(exc).__name__,
+                exc_info=exc,
+                extra={"action": "api_error", "method": "POST", "path": request.path},
+            )
             body = dump_fault(INTERNAL_FAULT, "internal error")
         return web.Response(body=body, content_type="text/xml", charset="utf-8")
 
@@ -56,8 +60,9 @@ class XmlRpcEndpoint:
         implementation, takes = self._methods[name]
         if len(params) != len(takes):
             wanted = ", ".join(takes) or "no parameters"
-            raise InvalidInput([Problem("params", f"{name} takes ({wanted}), "
-                                                  f"got {len(params)} parameter(s)")])
+            raise InvalidInput(
+                [Problem("params", f"{name} takes ({wanted}), got {len(params)} parameter(s)")]
+            )
         return await implementation(*params)
 
     async def _create(self, struct: object) -> Any:

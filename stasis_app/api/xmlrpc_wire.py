@@ -55,8 +55,7 @@ def from_wire(value: object) -> object:
     """dateTime.iso8601 carries no zone: read it as UTC (a string may carry its own)."""
     if isinstance(value, xmlrpc.client.DateTime):
         text = str(value.value)
-        for parse in (lambda t: datetime.strptime(t, "%Y%m%dT%H:%M:%S"),
-                      datetime.fromisoformat):
+        for parse in (lambda t: datetime.strptime(t, "%Y%m%dT%H:%M:%S"), datetime.fromisoformat):
             try:
                 parsed = parse(text)
             except ValueError:

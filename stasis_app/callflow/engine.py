@@ -23,9 +23,18 @@ LIVE_CHANNEL_EVENTS = (StasisStart, Dial, ChannelStateChange)
 
 
 class CallEngine:
-    def __init__(self, *, ari: AriPort, store: StorePort, identities: IdentityObjects,
-                 limiter: RateLimiter, ids: Ids, config: CallConfig, max_concurrent: int,
-                 on_slot_freed: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        *,
+        ari: AriPort,
+        store: StorePort,
+        identities: IdentityObjects,
+        limiter: RateLimiter,
+        ids: Ids,
+        config: CallConfig,
+        max_concurrent: int,
+        on_slot_freed: Callable[[], None] = lambda: None,
+    ) -> None:
         self._ari = ari
         self._store = store
         self._identities = identities
@@ -73,9 +82,16 @@ class CallEngine:
         for req in requests:
             if req.id in self._sessions:  # already ours: a second session would orphan it
                 continue
-            session = CallSession(req, ari=self._ari, store=self._store,
-                                  identities=self._identities, limiter=self._limiter,
-                                  ids=self._ids, config=self._config, recovered=recovered)
+            session = CallSession(
+                req,
+                ari=self._ari,
+                store=self._store,
+                identities=self._identities,
+                limiter=self._limiter,
+                ids=self._ids,
+                config=self._config,
+                recovered=recovered,
+            )
             self._sessions[req.id] = session
             task = asyncio.create_task(self._run(session), name=f"callback-{req.id}")
             self._tasks.add(task)
@@ -102,8 +118,10 @@ class CallEngine:
         if channel_id in self._orphans:
             return
         self._orphans.add(channel_id)
-        log.warning("hanging up a channel no call drives",
-                    extra={"action": "orphan_hangup", "channel_id": channel_id})
+        log.warning(
+            "hanging up a channel no call drives",
+            extra={"action": "orphan_hangup", "channel_id": channel_id},
+        )
         task = asyncio.create_task(self._ari.hangup(channel_id))
         self._orphan_tasks.add(task)
         task.add_done_callback(self._orphan_done)
@@ -111,14 +129,17 @@ class CallEngine:
     def _orphan_done(self, task: asyncio.Task[bool]) -> None:
         self._orphan_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.warning("orphan hangup failed: %s", task.exception(),
-                        extra={"action": "orphan_hangup_failed"})
+            log.warning(
+                "orphan hangup failed: %s",
+                task.exception(),
+                extra={"action": "orphan_hangup_failed"},
+            )
 
     def on_notify(self, payload: str) -> None:
         if not payload.startswith(CANCEL_PREFIX):
             return
         try:
-            request_id = int(payload[len(CANCEL_PREFIX):])
+            request_id = int(payload[len(CANCEL_PREFIX) :])
         except ValueError:
             return
         session = self._sessions.get(request_id)
@@ -133,8 +154,9 @@ class CallEngine:
             await session.run()
         except Exception:
             # run() handles its own errors; this is the last net so a slot is never leaked.
-            log.exception("session crashed", extra={"action": "error",
-                                                    "request_id": session.req.id})
+            log.exception(
+                "session crashed", extra={"action": "error", "request_id": session.req.id}
+            )
         finally:
             self._sessions.pop(session.req.id, None)
             self.on_slot_freed()

@@ -104,8 +104,10 @@ class IdentityObjects:
         endpoint = dict(self._template)
         endpoint["outbound_auth"] = self.auth_id(key)
         await self._ari.put_config(RES_PJSIP, "endpoint", self.endpoint_id(key), endpoint)
-        log.info("identity objects created",
-                 extra={"action": "identity_create", "endpoint": self.endpoint_id(key)})
+        log.info(
+            "identity objects created",
+            extra={"action": "identity_create", "endpoint": self.endpoint_id(key)},
+        )
 
     async def _delete(self, key: str) -> None:
         # Endpoint first: it refers to the auth object.
@@ -113,5 +115,7 @@ class IdentityObjects:
             await self._ari.delete_config(RES_PJSIP, "endpoint", self.endpoint_id(key))
         with contextlib.suppress(Exception):
             await self._ari.delete_config(RES_PJSIP, "auth", self.auth_id(key))
-        log.info("identity objects deleted",
-                 extra={"action": "identity_delete", "endpoint": self.endpoint_id(key)})
+        log.info(
+            "identity objects deleted",
+            extra={"action": "identity_delete", "endpoint": self.endpoint_id(key)},
+        )

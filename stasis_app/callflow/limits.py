@@ -19,8 +19,7 @@ class RateLimiter:
             while True:
                 now = loop.time()
                 if self._last:
-                    self._tokens = min(self._burst,
-                                       self._tokens + (now - self._last) * self._rate)
+                    self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
                 self._last = now
                 if self._tokens >= 1:
                     self._tokens -= 1

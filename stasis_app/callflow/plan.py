@@ -51,15 +51,22 @@ def plan_call(req: CallbackRequest, *, needs_secret: bool) -> CallPlan:
     set_cli = _optional(req.original_set_cli, "original_set_cli", DIAL_STRING, "a dial string")
     twoway_cli = _optional(req.twoway_cli, "twoway_cli", DIAL_STRING, "a dial string")
     twoway_auth = _optional(req.twoway_authname, "twoway_authname", TOKEN, "a SIP user name")
-    twoway_secret = _optional(req.twoway_md5secret, "twoway_md5secret", HA1,
-                              "32 hex digits (HA1)")
+    twoway_secret = _optional(req.twoway_md5secret, "twoway_md5secret", HA1, "32 hex digits (HA1)")
     _optional(req.call_id, "call_id", CALL_ID, "printable text without blanks")
     _optional(req.twoway_call_id, "twoway_call_id", CALL_ID, "printable text without blanks")
     return CallPlan(
-        leg_a=LegPlan(number=original_cli, caller_id=set_cli or original_cli,
-                      auth_user=authname, ha1=_lower(secret)),
-        leg_b=LegPlan(number=cld, caller_id=twoway_cli or username,
-                      auth_user=twoway_auth or authname, ha1=_lower(twoway_secret or secret)),
+        leg_a=LegPlan(
+            number=original_cli,
+            caller_id=set_cli or original_cli,
+            auth_user=authname,
+            ha1=_lower(secret),
+        ),
+        leg_b=LegPlan(
+            number=cld,
+            caller_id=twoway_cli or username,
+            auth_user=twoway_auth or authname,
+            ha1=_lower(twoway_secret or secret),
+        ),
     )
 
 
@@ -68,7 +75,7 @@ def _cld(value: str | None) -> str:
         raise InvalidRequest("original_cld is missing")
     if not value.startswith(CLD_PREFIX):
         raise InvalidRequest(f"original_cld must look like '{CLD_PREFIX}<CLD>'")
-    cld = value[len(CLD_PREFIX):]
+    cld = value[len(CLD_PREFIX) :]
     if not DIAL_STRING.fullmatch(cld):
         raise InvalidRequest("original_cld: the CLD after '2way_' is not a dial string")
     return cld

@@ -125,9 +125,18 @@ _RELEASED = Outcome(status="pending", result="error", reason="released at shutdo
 
 
 class CallSession:
-    def __init__(self, req: CallbackRequest, *, ari: AriPort, store: StorePort,
-                 identities: IdentityObjects, limiter: RateLimiter, ids: Ids,
-                 config: CallConfig, recovered: bool = False) -> None:
+    def __init__(
+        self,
+        req: CallbackRequest,
+        *,
+        ari: AriPort,
+        store: StorePort,
+        identities: IdentityObjects,
+        limiter: RateLimiter,
+        ids: Ids,
+        config: CallConfig,
+        recovered: bool = False,
+    ) -> None:
         self.req = req
         self.recovered = recovered
         self._ari = ari
@@ -170,8 +179,12 @@ class CallSession:
         originated may simply not be in it yet.
         """
         for leg in self._legs.values():
-            if (not leg.destroyed and leg.confirmed_at is not None
-                    and leg.confirmed_at < listed_at and leg.channel_id not in channel_ids):
+            if (
+                not leg.destroyed
+                and leg.confirmed_at is not None
+                and leg.confirmed_at < listed_at
+                and leg.channel_id not in channel_ids
+            ):
                 self._queue.put_nowait(_Vanished(leg.channel_id))
 
     # -- the flow --------------------------------------------------------------------------------
@@ -185,8 +198,9 @@ class CallSession:
             outcome = self._shutdown_outcome()
         except Exception as exc:
             self._log.exception("call flow error", extra={"action": "error"})
-            outcome = Outcome(status="failed", result="error",
-                              reason=f"internal error: {type(exc).__name__}")
+            outcome = Outcome(
+                status="failed", result="error", reason=f"internal error: {type(exc).__name__}"
+            )
         finally:
             await self._teardown()
         if outcome is None:
@@ -240,27 +254,33 @@ class CallSession:
         leg_a = self._legs[LEG_A]
         channel_id = self._ids.channel(self.req.id, self.req.attempts + 1, LEG_B)
         twoway_call_id = self.req.twoway_call_id or f"{self._call_id}-2way"
-        if not await self._store.leg_a_answered(self.req, leg_a.protocol_id, twoway_call_id,
-                                                channel_id):
+        if not await self._store.leg_a_answered(
+            self.req, leg_a.protocol_id, twoway_call_id, channel_id
+        ):
             raise Fenced
         self.phase = "connecting"
         await self._quietly(self._ari.ring(leg_a.channel_id))  # ringback while B is dialled
         # No CPS wait here: the user has answered and hears ringback; TWOWAY_MAX_CPS paces
         # new callbacks (leg A), so the trunk sees at most twice that many INVITEs a second.
-        leg = await self._place(LEG_B, channel_id, plan.leg_b, twoway_call_id,
-                                self._cfg.leg_b_timeout)
+        leg = await self._place(
+            LEG_B, channel_id, plan.leg_b, twoway_call_id, self._cfg.leg_b_timeout
+        )
         if isinstance(leg, str):
             return self._leg_b_failed(LegFailure.FAILED, leg)
         try:
             failure = await self._await_answer(leg, hangup_watch=leg_a)
         except _UserHangup:
             metrics.LEG_OUTCOMES.labels(LEG_B, "cancelled").inc()
-            return Outcome(status="failed", result="user_hangup",
-                           reason="caller hung up before the destination answered")
+            return Outcome(
+                status="failed",
+                result="user_hangup",
+                reason="caller hung up before the destination answered",
+            )
         return None if failure is None else self._leg_b_failed(*failure)
 
-    async def _await_answer(self, leg: Leg, hangup_watch: Leg | None = None
-                            ) -> tuple[LegFailure, str] | None:
+    async def _await_answer(
+        self, leg: Leg, hangup_watch: Leg | None = None
+    ) -> tuple[LegFailure, str] | None:
         """Until ``leg`` answers (None) or fails (why). Every wait is bounded.
 
         Raises Fenced on a cancel, _UserHangup when ``hangup_watch`` hangs up first.
@@ -271,16 +291,24 @@ class CallSession:
                 raise _UserHangup
             if item is None:
                 await self._hangup(leg)
-                return (LegFailure.NO_ANSWER if leg.rang else LegFailure.FAILED,
-                        "no verdict from Asterisk before the ring timeout")
+                return (
+                    LegFailure.NO_ANSWER if leg.rang else LegFailure.FAILED,
+                    "no verdict from Asterisk before the ring timeout",
+                )
             if leg.destroyed:
-                failure = classify(leg.cause, rang=leg.rang, timeout=leg.timeout,
-                                   elapsed=(leg.ended_at or 0) - leg.originated_at)
+                failure = classify(
+                    leg.cause,
+                    rang=leg.rang,
+                    timeout=leg.timeout,
+                    elapsed=(leg.ended_at or 0) - leg.originated_at,
+                )
                 return failure, _cause_text(leg)
         metrics.ANSWER_DELAY.labels(leg.name).observe(leg.answered_at - leg.originated_at)
         metrics.LEG_OUTCOMES.labels(leg.name, "answered").inc()
-        self._log.info("leg answered", extra={"action": "leg_answered", "leg": leg.name,
-                                              "channel_id": leg.channel_id})
+        self._log.info(
+            "leg answered",
+            extra={"action": "leg_answered", "leg": leg.name, "channel_id": leg.channel_id},
+        )
         return None
 
     async def _talk(self) -> Outcome:
@@ -295,8 +323,7 @@ class CallSession:
             deadline = self._loop.time() + SETTLE
             while not (leg_a.gone or leg_b.gone):
                 if await self._next(deadline) is None:
-                    return Outcome(status="failed", result="error",
-                                   reason=f"bridge failed: {exc}")
+                    return Outcome(status="failed", result="error", reason=f"bridge failed: {exc}")
             return self._ended_by(leg_a, leg_b)
         await self._quietly(self._ari.ring_stop(leg_a.channel_id))
         if not await self._store.bridged(self.req, bridge_id, leg_b.protocol_id):
@@ -310,8 +337,9 @@ class CallSession:
         while not (leg_a.gone or leg_b.gone):
             item = await self._next(self._wake(deadline))
             if item is None and self._loop.time() >= deadline:
-                return Outcome(status="completed", result="answered",
-                               reason="max call duration reached")
+                return Outcome(
+                    status="completed", result="answered", reason="max call duration reached"
+                )
             if item is None:
                 await self._poll_recovered([leg_a, leg_b])
         return self._ended_by(leg_a, leg_b)
@@ -328,8 +356,11 @@ class CallSession:
                 try:
                     await self._look_up(leg)
                 except AriError as exc:
-                    self._log.warning("look-up failed: %s", exc, extra={
-                        "action": "ari_error", "channel_id": leg.channel_id})
+                    self._log.warning(
+                        "look-up failed: %s",
+                        exc,
+                        extra={"action": "ari_error", "channel_id": leg.channel_id},
+                    )
 
     async def _recover(self) -> Outcome | None:
         """A live row of a lost instance. Never dial again while one of its legs may live:
@@ -344,14 +375,17 @@ class CallSession:
         legs = [(LEG_A, req.leg_a_channel_id), (LEG_B, req.leg_b_channel_id)]
         for name, channel_id in legs:
             if channel_id is not None:
-                leg = self._legs[name] = Leg(name=name, channel_id=channel_id, timeout=0,
-                                             originated_at=self._loop.time())
+                leg = self._legs[name] = Leg(
+                    name=name, channel_id=channel_id, timeout=0, originated_at=self._loop.time()
+                )
                 await self._look_up(leg)
         # A bridge the lost instance created but had not recorded yet: its id is deterministic
         # (from the leg-A id, whatever the lost instance's prefix); destroying it is harmless.
         self._bridge_id = req.bridge_id or _bridge_of(req.leg_a_channel_id)
-        self._log.warning("recovering a request of a lost instance",
-                          extra={"action": "recover", "status": req.status})
+        self._log.warning(
+            "recovering a request of a lost instance",
+            extra={"action": "recover", "status": req.status},
+        )
         if req.status == "calling" and LEG_A not in self._legs:
             await self._store.release(req)  # claimed but never dialled
             return None
@@ -361,10 +395,14 @@ class CallSession:
                 leg.answered_at = self._loop.time()
             return await self._watch_bridged(live[0], live[1])
         if req.status == "bridged":
-            return Outcome(status="completed", result="answered",
-                           reason="ended while the service instance was lost")
-        return self._retry_or_fail("error", "service instance lost during the call; "
-                                   "its live legs were hung up", retry=True)
+            return Outcome(
+                status="completed",
+                result="answered",
+                reason="ended while the service instance was lost",
+            )
+        return self._retry_or_fail(
+            "error", "service instance lost during the call; its live legs were hung up", retry=True
+        )
 
     async def _look_up(self, leg: Leg) -> None:
         try:
@@ -398,8 +436,9 @@ class CallSession:
 
     def _leg_b_failed(self, failure: LegFailure, reason: str) -> Outcome:
         metrics.LEG_OUTCOMES.labels(LEG_B, failure.value).inc()
-        return self._retry_or_fail(destination_result(failure), reason,
-                                   retry=self._cfg.retry_on_destination_failure)
+        return self._retry_or_fail(
+            destination_result(failure), reason, retry=self._cfg.retry_on_destination_failure
+        )
 
     def _retry_or_fail(self, result: str, reason: str, *, retry: bool) -> Outcome:
         attempts = self.req.attempts + (1 if self.dialled else 0)
@@ -416,7 +455,8 @@ class CallSession:
             leg_b_cause=leg_b.cause if leg_b else None,
             leg_b_sip_code=leg_b.sip_code if leg_b else None,
             leg_a_duration=leg_a.duration if leg_a else None,
-            leg_b_duration=leg_b.duration if leg_b else None)
+            leg_b_duration=leg_b.duration if leg_b else None,
+        )
 
     def retry_delay(self) -> float:
         """TWOWAY_RETRY_DELAY (or the row's) before the first retry, doubling, capped."""
@@ -426,11 +466,20 @@ class CallSession:
         return min(delay, max(self._cfg.retry_delay_max, base))
 
     async def _write(self, outcome: Outcome) -> None:
-        self._log.info("request %s / %s", outcome.status, outcome.result,
-                       extra={"action": "outcome", "status": outcome.status,
-                              "result": outcome.result, "reason": outcome.reason})
+        self._log.info(
+            "request %s / %s",
+            outcome.status,
+            outcome.result,
+            extra={
+                "action": "outcome",
+                "status": outcome.status,
+                "result": outcome.result,
+                "reason": outcome.reason,
+            },
+        )
         if outcome.status == "pending" and await self._store.retry(
-                self.req, outcome, self.retry_delay()):
+            self.req, outcome, self.retry_delay()
+        ):
             metrics.RETRIES.inc()
             return
         if outcome.status == "pending":  # cancelled meanwhile: finish keeps 'cancelled'
@@ -457,8 +506,9 @@ class CallSession:
         self._identity_keys.append(key)
         return self._identities.endpoint_id(key)
 
-    async def _place(self, name: str, channel_id: str, plan: LegPlan, call_id: str,
-                     timeout: float) -> Leg | str:
+    async def _place(
+        self, name: str, channel_id: str, plan: LegPlan, call_id: str, timeout: float
+    ) -> Leg | str:
         """Identity objects, then the originate: the leg, or why it could not be placed."""
         try:
             endpoint = await self._endpoint(plan)
@@ -467,32 +517,41 @@ class CallSession:
         leg = await self._originate(name, channel_id, endpoint, plan, call_id, timeout)
         return leg if leg is not None else "originate refused by Asterisk"
 
-    async def _originate(self, name: str, channel_id: str, endpoint: str, plan: LegPlan,
-                         call_id: str, timeout: float) -> Leg | None:
+    async def _originate(
+        self, name: str, channel_id: str, endpoint: str, plan: LegPlan, call_id: str, timeout: float
+    ) -> Leg | None:
         # Registered before the REST call: its events may arrive before the response.
-        leg = self._legs[name] = Leg(name=name, channel_id=channel_id, timeout=timeout,
-                                     originated_at=self._loop.time())
+        leg = self._legs[name] = Leg(
+            name=name, channel_id=channel_id, timeout=timeout, originated_at=self._loop.time()
+        )
         variables: dict[str, str] = {}
         if self._cfg.call_id_header:
             variables[f"PJSIP_HEADER(add,{self._cfg.call_id_header})"] = call_id
         try:
             await self._ari.originate(
-                endpoint=f"PJSIP/{plan.number}@{endpoint}", channel_id=channel_id,
-                app=self._cfg.app, app_args=["callback", str(self.req.id), name],
-                caller_id=f"<{plan.caller_id}>", timeout=max(1, round(timeout)),
-                variables=variables)
+                endpoint=f"PJSIP/{plan.number}@{endpoint}",
+                channel_id=channel_id,
+                app=self._cfg.app,
+                app_args=["callback", str(self.req.id), name],
+                caller_id=f"<{plan.caller_id}>",
+                timeout=max(1, round(timeout)),
+                variables=variables,
+            )
         except AriError as exc:
-            self._log.warning("originate failed: %s", exc,
-                              extra={"action": "originate_failed", "leg": name,
-                                     "channel_id": channel_id})
+            self._log.warning(
+                "originate failed: %s",
+                exc,
+                extra={"action": "originate_failed", "leg": name, "channel_id": channel_id},
+            )
             # A timed-out request may still have created the channel: make sure it is gone.
             await self._hangup(leg)
             leg.ended_at = leg.ended_at or self._loop.time()
             return None
         leg.confirmed_at = self._loop.time()
         metrics.ORIGINATED.labels(name).inc()
-        self._log.info("originated", extra={"action": "originate", "leg": name,
-                                            "channel_id": channel_id})
+        self._log.info(
+            "originated", extra={"action": "originate", "leg": name, "channel_id": channel_id}
+        )
         return leg
 
     async def _hangup(self, leg: Leg) -> None:
@@ -505,8 +564,11 @@ class CallSession:
                 leg.destroyed = True
                 leg.ended_at = leg.ended_at or self._loop.time()
         except AriError as exc:
-            self._log.warning("hangup failed: %s", exc,
-                              extra={"action": "hangup_failed", "channel_id": leg.channel_id})
+            self._log.warning(
+                "hangup failed: %s",
+                exc,
+                extra={"action": "hangup_failed", "channel_id": leg.channel_id},
+            )
 
     async def _teardown(self) -> None:
         """Hang up what is live, destroy the bridge, collect final causes, free identities."""

@@ -20,20 +20,52 @@ STATUSES = ("pending", "calling", "connecting", "bridged", *FINAL_STATUSES)
 MAX_ID = 2**63 - 1  # bigint
 
 PUBLIC_COLUMNS = (
-    "id", "status", "result", "result_reason", "source",
-    "username", "authname", "twoway_cli", "twoway_authname",
-    "original_cli", "original_set_cli", "original_cld", "next_call", "call_id", "twoway_call_id",
-    "attempts", "max_attempts", "retry_delay", "claimed_by", "lease_until",
-    "created_at", "updated_at", "claimed_at", "dialled_at", "answered_at", "connected_at",
-    "ended_at", "leg_a_channel_id", "leg_b_channel_id", "bridge_id",
-    "leg_a_sip_call_id", "leg_b_sip_call_id", "leg_a_cause", "leg_a_sip_code",
-    "leg_b_cause", "leg_b_sip_code", "leg_a_duration", "leg_b_duration",
+    "id",
+    "status",
+    "result",
+    "result_reason",
+    "source",
+    "username",
+    "authname",
+    "twoway_cli",
+    "twoway_authname",
+    "original_cli",
+    "original_set_cli",
+    "original_cld",
+    "next_call",
+    "call_id",
+    "twoway_call_id",
+    "attempts",
+    "max_attempts",
+    "retry_delay",
+    "claimed_by",
+    "lease_until",
+    "created_at",
+    "updated_at",
+    "claimed_at",
+    "dialled_at",
+    "answered_at",
+    "connected_at",
+    "ended_at",
+    "leg_a_channel_id",
+    "leg_b_channel_id",
+    "bridge_id",
+    "leg_a_sip_call_id",
+    "leg_b_sip_call_id",
+    "leg_a_cause",
+    "leg_a_sip_code",
+    "leg_b_cause",
+    "leg_b_sip_code",
+    "leg_a_duration",
+    "leg_b_duration",
 )
 HISTORY_COLUMNS = ("at", "old_status", "new_status", "result", "attempts", "instance")
 
 # retry_delay is an interval in the table and seconds in the API.
-_SELECT = ", ".join("EXTRACT(EPOCH FROM retry_delay)::float8 AS retry_delay"
-                    if name == "retry_delay" else name for name in PUBLIC_COLUMNS)
+_SELECT = ", ".join(
+    "EXTRACT(EPOCH FROM retry_delay)::float8 AS retry_delay" if name == "retry_delay" else name
+    for name in PUBLIC_COLUMNS
+)
 
 INSERT = """
 INSERT INTO callback_requests (
@@ -128,16 +160,30 @@ class CallbackStore:
 
     async def create(self, new: NewCallback) -> Row:
         record = await self._pool.fetchrow(
-            INSERT, new.username, new.authname, new.md5secret, new.twoway_cli,
-            new.twoway_authname, new.twoway_md5secret, new.original_cli, new.original_set_cli,
-            new.original_cld, new.next_call, new.call_id, new.twoway_call_id, new.max_attempts,
-            new.retry_delay)
+            INSERT,
+            new.username,
+            new.authname,
+            new.md5secret,
+            new.twoway_cli,
+            new.twoway_authname,
+            new.twoway_md5secret,
+            new.original_cli,
+            new.original_set_cli,
+            new.original_cld,
+            new.next_call,
+            new.call_id,
+            new.twoway_call_id,
+            new.max_attempts,
+            new.retry_delay,
+        )
         return dict(record)
 
     async def get(self, request_id: int) -> tuple[Row, list[Row]] | None:
         """The row and its history, read in one snapshot so they agree."""
-        async with self._pool.acquire() as conn, conn.transaction(
-                isolation="repeatable_read", readonly=True):
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             record = await conn.fetchrow(GET, request_id)
             if record is None:
                 return None
@@ -147,10 +193,16 @@ class CallbackStore:
     async def list(self, where: ListFilter) -> Page:
         statuses = list(where.statuses) if where.statuses is not None else None
         records = await self._pool.fetch(
-            LIST, statuses, where.cli, where.created_from, where.created_to, where.before_id,
-            where.limit + 1)
+            LIST,
+            statuses,
+            where.cli,
+            where.created_from,
+            where.created_to,
+            where.before_id,
+            where.limit + 1,
+        )
         rows = [dict(r) for r in records]
-        return Page(rows=rows[:where.limit], more=len(rows) > where.limit)
+        return Page(rows=rows[: where.limit], more=len(rows) > where.limit)
 
     async def cancel(self, request_id: int) -> CancelOutcome | None:
         """Cancel a row that is not final yet; None when there is no such row."""

@@ -44,14 +44,21 @@ class InboundStore:
             return None
         return Identity(row["username"], row["authname"], row["md5secret"])
 
-    async def create_request(self, identity: Identity, cli: str, cld: str,
-                             delay: float) -> int | None:
+    async def create_request(
+        self, identity: Identity, cli: str, cld: str, delay: float
+    ) -> int | None:
         """Insert the callback; None when the caller already has one pending or live."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(LOCK_CALLER, cli)
             if await conn.fetchval(LIVE_FOR_CALLER, cli):
                 return None
             request_id: int = await conn.fetchval(
-                CREATE, identity.username, identity.authname, identity.md5secret, cli,
-                f"2way_{cld}", delay)
+                CREATE,
+                identity.username,
+                identity.authname,
+                identity.md5secret,
+                cli,
+                f"2way_{cld}",
+                delay,
+            )
             return request_id

@@ -25,8 +25,14 @@ class NotifyListener:
     ``on_up`` must trigger a full claim round.
     """
 
-    def __init__(self, url: str, on_notify: Callable[[str], None], on_up: Callable[[], None],
-                 probe_interval: float = 5.0, reconnect_max: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        on_notify: Callable[[str], None],
+        on_up: Callable[[], None],
+        probe_interval: float = 5.0,
+        reconnect_max: float = 10.0,
+    ) -> None:
         self._url = url
         self._on_notify = on_notify
         self._on_up = on_up
@@ -42,8 +48,10 @@ class NotifyListener:
             conn = None
             try:
                 conn = await asyncpg.connect(
-                    self._url, timeout=self._probe_interval,
-                    server_settings={"application_name": APPLICATION_NAME})
+                    self._url,
+                    timeout=self._probe_interval,
+                    server_settings={"application_name": APPLICATION_NAME},
+                )
                 conn.add_termination_listener(lambda _c: self._lost.set())
                 await conn.add_listener(CHANNEL, self._notified)
                 self._lost.clear()
@@ -55,10 +63,12 @@ class NotifyListener:
                 log.info("listening", extra={"action": "listen_up", "channel": CHANNEL})
                 self._on_up()
                 await self._probe_until_lost(conn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    TimeoutError) as exc:
-                log.warning("listen connection failed: %s", type(exc).__name__,
-                            extra={"action": "listen_down"})
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning(
+                    "listen connection failed: %s",
+                    type(exc).__name__,
+                    extra={"action": "listen_down"},
+                )
             finally:
                 self.connected = False
                 if conn is not None:

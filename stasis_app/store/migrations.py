@@ -46,8 +46,9 @@ async def applied_versions(conn: asyncpg.Connection) -> set[int]:
     exists = await conn.fetchval("SELECT to_regclass('twoway_schema_migrations') IS NOT NULL")
     if not exists:
         return set()
-    return {row["version"] for row in await conn.fetch(
-        "SELECT version FROM twoway_schema_migrations")}
+    return {
+        row["version"] for row in await conn.fetch("SELECT version FROM twoway_schema_migrations")
+    }
 
 
 async def migrate(conn: asyncpg.Connection) -> list[Migration]:
@@ -64,9 +65,12 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
                 await conn.execute(migration.path.read_text())
                 await conn.execute(
                     "INSERT INTO twoway_schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version, migration.name)
-            log.info("migration applied",
-                     extra={"action": "migrate", "migration": migration.path.name})
+                    migration.version,
+                    migration.name,
+                )
+            log.info(
+                "migration applied", extra={"action": "migrate", "migration": migration.path.name}
+            )
             done.append(migration)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
@@ -79,5 +83,7 @@ async def check_schema(conn: asyncpg.Connection) -> None:
     missing = [m.path.name for m in available() if m.version not in have]
     if missing:
         raise SchemaError(
-            "database is not migrated (missing: " + ", ".join(missing)
-            + "); run `twoway-callback migrate` first")
+            "database is not migrated (missing: "
+            + ", ".join(missing)
+            + "); run `twoway-callback migrate` first"
+        )

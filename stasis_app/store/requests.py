@@ -21,9 +21,15 @@ T = TypeVar("T")
 
 # The database is unreachable or restarting: worth trying the same write again.
 TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError)
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +46,17 @@ class Outcome:
     leg_a_duration: float | None = None
     leg_b_duration: float | None = None
 
-    def leg_values(self) -> tuple[int | None, int | None, int | None, int | None,
-                                  float | None, float | None]:
-        return (self.leg_a_cause, self.leg_a_sip_code, self.leg_b_cause, self.leg_b_sip_code,
-                self.leg_a_duration, self.leg_b_duration)
+    def leg_values(
+        self,
+    ) -> tuple[int | None, int | None, int | None, int | None, float | None, float | None]:
+        return (
+            self.leg_a_cause,
+            self.leg_a_sip_code,
+            self.leg_b_cause,
+            self.leg_b_sip_code,
+            self.leg_a_duration,
+            self.leg_b_duration,
+        )
 
 
 class RequestStore:
@@ -51,8 +64,13 @@ class RequestStore:
     outage for up to ``retry_window`` seconds: live calls go on, results land once it is back.
     """
 
-    def __init__(self, pool: asyncpg.Pool, instance_id: str, lease_seconds: float,
-                 retry_window: float = 300.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        instance_id: str,
+        lease_seconds: float,
+        retry_window: float = 300.0,
+    ) -> None:
         self.pool = pool
         self.instance_id = instance_id
         self.lease_seconds = lease_seconds
@@ -68,8 +86,11 @@ class RequestStore:
             except TRANSIENT as exc:
                 if loop.time() >= deadline:
                     raise
-                log.warning("database write failed, retrying: %s", type(exc).__name__,
-                            extra={"action": "db_retry", "write": what})
+                log.warning(
+                    "database write failed, retrying: %s",
+                    type(exc).__name__,
+                    extra={"action": "db_retry", "write": what},
+                )
                 await asyncio.sleep(backoff.next_delay())
 
     async def _execute(self, what: str, query: str, *args: object) -> bool:
@@ -83,8 +104,9 @@ class RequestStore:
 
     async def recover(self, limit: int, *, own: bool) -> list[CallbackRequest]:
         """Take over live rows whose lease ran out (``own``: also this instance id's rows)."""
-        rows = await self.pool.fetch(queries.RECOVER, limit, self.instance_id,
-                                     self.lease_seconds, own)
+        rows = await self.pool.fetch(
+            queries.RECOVER, limit, self.instance_id, self.lease_seconds, own
+        )
         return [CallbackRequest.from_record(row) for row in rows]
 
     async def next_due_in(self) -> float | None:
@@ -94,39 +116,73 @@ class RequestStore:
     async def renew_leases(self, request_ids: Collection[int]) -> None:
         """Only the rows of live sessions: a row we stopped working on must expire."""
         if request_ids:
-            await self.pool.execute(queries.RENEW_LEASES, self.instance_id, self.lease_seconds,
-                                    list(request_ids))
+            await self.pool.execute(
+                queries.RENEW_LEASES, self.instance_id, self.lease_seconds, list(request_ids)
+            )
 
-    async def start_attempt(self, req: CallbackRequest, call_id: str,
-                            channel_id: str) -> float | None:
+    async def start_attempt(
+        self, req: CallbackRequest, call_id: str, channel_id: str
+    ) -> float | None:
         """Record a leg-A dial before it happens.
 
         Returns the pick-up latency (seconds since the row became due, by the database's clock),
         or None when the write was fenced off (cancelled, or the lease is lost).
         """
-        row = await self._retrying("start_attempt", lambda: self.pool.fetchrow(
-            queries.START_ATTEMPT, req.id, req.lease_token, call_id, channel_id))
+        row = await self._retrying(
+            "start_attempt",
+            lambda: self.pool.fetchrow(
+                queries.START_ATTEMPT, req.id, req.lease_token, call_id, channel_id
+            ),
+        )
         return None if row is None else float(row["pickup_seconds"])
 
-    async def leg_a_answered(self, req: CallbackRequest, sip_call_id: str | None,
-                             twoway_call_id: str, leg_b_channel_id: str) -> bool:
-        return await self._execute("leg_a_answered", queries.LEG_A_ANSWERED, req.id,
-                                   req.lease_token, sip_call_id, twoway_call_id,
-                                   leg_b_channel_id)
+    async def leg_a_answered(
+        self,
+        req: CallbackRequest,
+        sip_call_id: str | None,
+        twoway_call_id: str,
+        leg_b_channel_id: str,
+    ) -> bool:
+        return await self._execute(
+            "leg_a_answered",
+            queries.LEG_A_ANSWERED,
+            req.id,
+            req.lease_token,
+            sip_call_id,
+            twoway_call_id,
+            leg_b_channel_id,
+        )
 
-    async def bridged(self, req: CallbackRequest, bridge_id: str,
-                      leg_b_sip_call_id: str | None) -> bool:
-        return await self._execute("bridged", queries.BRIDGED, req.id, req.lease_token,
-                                   bridge_id, leg_b_sip_call_id)
+    async def bridged(
+        self, req: CallbackRequest, bridge_id: str, leg_b_sip_call_id: str | None
+    ) -> bool:
+        return await self._execute(
+            "bridged", queries.BRIDGED, req.id, req.lease_token, bridge_id, leg_b_sip_call_id
+        )
 
     async def finish(self, req: CallbackRequest, outcome: Outcome) -> bool:
-        return await self._execute("finish", queries.FINISH, req.id, req.lease_token,
-                                   outcome.status, outcome.result, outcome.reason,
-                                   *outcome.leg_values())
+        return await self._execute(
+            "finish",
+            queries.FINISH,
+            req.id,
+            req.lease_token,
+            outcome.status,
+            outcome.result,
+            outcome.reason,
+            *outcome.leg_values(),
+        )
 
     async def retry(self, req: CallbackRequest, outcome: Outcome, delay: float) -> bool:
-        return await self._execute("retry", queries.RETRY, req.id, req.lease_token,
-                                   outcome.result, outcome.reason, delay, *outcome.leg_values())
+        return await self._execute(
+            "retry",
+            queries.RETRY,
+            req.id,
+            req.lease_token,
+            outcome.result,
+            outcome.reason,
+            delay,
+            *outcome.leg_values(),
+        )
 
     async def refresh_queue_gauges(self) -> None:
         row = await self.pool.fetchrow(queries.QUEUE_DEPTH)
@@ -134,8 +190,9 @@ class RequestStore:
         metrics.QUEUE_PENDING.set(row["pending"])
 
     async def release(self, req: CallbackRequest) -> bool:
-        return await self._execute("release", queries.RELEASE, req.id, req.lease_token,
-                                   req.attempts)
+        return await self._execute(
+            "release", queries.RELEASE, req.id, req.lease_token, req.attempts
+        )
 
     async def status_of(self, request_id: int) -> str | None:
         status: str | None = await self.pool.fetchval(queries.STATUS_OF, request_id)

@@ -24,10 +24,16 @@ _CONTENDED_RETRY = 0.05
 
 
 class QueueWatcher:
-    def __init__(self, store: RequestStore, *, batch: int, max_sleep: float,
-                 free_slots: Callable[[], int],
-                 on_claimed: Callable[[list[CallbackRequest]], None],
-                 on_recovered: Callable[[list[CallbackRequest]], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: RequestStore,
+        *,
+        batch: int,
+        max_sleep: float,
+        free_slots: Callable[[], int],
+        on_claimed: Callable[[list[CallbackRequest]], None],
+        on_recovered: Callable[[list[CallbackRequest]], None] | None = None,
+    ) -> None:
         self._store = store
         self._batch = batch
         self._max_sleep = max_sleep
@@ -48,11 +54,11 @@ class QueueWatcher:
             try:
                 delay = await self._round()
                 self._backoff.reset()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    TimeoutError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 delay = self._backoff.next_delay()
-                log.warning("claim round failed: %s", type(exc).__name__,
-                            extra={"action": "claim_error"})
+                log.warning(
+                    "claim round failed: %s", type(exc).__name__, extra={"action": "claim_error"}
+                )
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
@@ -66,8 +72,11 @@ class QueueWatcher:
         recovered = await self._store.recover(room, own=not self._recovered_own)
         self._recovered_own = True
         if recovered:
-            log.warning("recovered %d live requests of a lost instance", len(recovered),
-                        extra={"action": "recover"})
+            log.warning(
+                "recovered %d live requests of a lost instance",
+                len(recovered),
+                extra={"action": "recover"},
+            )
             self._on_recovered(recovered)
 
     async def _round(self) -> float:
