@@ -1,4 +1,4 @@
-"""``twoway-callback run | migrate | simulate | demo``."""
+"""``twoway-callback run | migrate | simulate | demo``, and the operator commands (``ops``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from stasis_app import __version__
 from stasis_app.config import LogFormat, Settings, parse_listen
 from stasis_app.errors import TwowayError
 from stasis_app.logs import setup_logging
+from stasis_app.ops import commands
 
 log = logging.getLogger("stasis_app")
 
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     simulate = sub.add_parser("simulate", help="serve the built-in ARI simulator")
     simulate.add_argument("--listen", default="127.0.0.1:8088", help="host:port")
     sub.add_parser("demo", help="embedded Postgres + simulator + service: one seed callback")
+    commands.add_parsers(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -122,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(cmd_migrate(settings))
         if args.command == "simulate":
             return asyncio.run(cmd_simulate(settings, args.listen))
+        if args.command in commands.QUEUE_COMMANDS:
+            return asyncio.run(commands.run_queue_command(settings, args))
         return asyncio.run(cmd_demo())
     except TwowayError as exc:
         log.error("%s", exc, extra={"action": "fatal"})

@@ -152,6 +152,7 @@ async def test_get_omits_secrets_and_lease(
             "old_status": None,
             "new_status": "pending",
             "result": None,
+            "reason": None,
             "attempts": 0,
             "instance": None,
         }

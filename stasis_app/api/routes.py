@@ -61,16 +61,17 @@ def _tokens(settings: Settings) -> list[str]:
     return []
 
 
+def intake_rules(settings: Settings) -> IntakeRules:
+    return IntakeRules(
+        default_realm=settings.sip_realm,
+        require_secret=settings.identity_mode is IdentityMode.DYNAMIC,
+    )
+
+
 def add_api_routes(app: web.Application, pool: asyncpg.Pool, settings: Settings) -> None:
     """Mount the API on ``app``; ConfigError when it would be open to the network."""
     guard = Guard(TokenAuth(_tokens(settings)), TokenBuckets(settings.api_rate_limit))
-    callbacks = Callbacks(
-        CallbackStore(pool),
-        IntakeRules(
-            default_realm=settings.sip_realm,
-            require_secret=settings.identity_mode is IdentityMode.DYNAMIC,
-        ),
-    )
+    callbacks = Callbacks(CallbackStore(pool), intake_rules(settings))
     handlers = CallbackHandlers(callbacks, settings.api_max_body)
     document = openapi_document()
 

@@ -163,6 +163,26 @@ class CallbackCreate(BaseModel):
     )
 
 
+class AccountCreate(BaseModel):
+    """A ``callback_accounts`` row (operator CLI): an inbound caller's identity.
+
+    ``cli`` is the caller's number as the inbound trigger sees it after normalisation
+    (TWOWAY_INBOUND_STRIP_PREFIX / _ADD_PREFIX). The secret is ``md5secret`` (HA1) or
+    ``password`` with ``realm``, as for a callback.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
+
+    cli: DialString
+    username: SipName
+    authname: SipName | None = None
+    md5secret: Ha1 | None = Field(default=None, repr=False)
+    password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX)] | None = Field(
+        default=None, repr=False
+    )
+    realm: Realm | None = None
+
+
 class ListQuery(BaseModel):
     """``GET /v1/callbacks`` query parameters (all optional)."""
 
@@ -209,6 +229,7 @@ class HistoryEntry(BaseModel):
     old_status: Status | None
     new_status: Status
     result: str | None
+    reason: str | None = Field(description="result_reason at the change")
     attempts: int
     instance: str | None
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from stasis_app.api.errors import InvalidInput, NotFound, Problem
-from stasis_app.api.schemas import CallbackCreate, ListQuery
+from stasis_app.api.schemas import AccountCreate, CallbackCreate, ListQuery
+from stasis_app.store.accounts import NewAccount
 from stasis_app.store.callbacks import MAX_ID, ListFilter, NewCallback
+
+M = TypeVar("M", bound=BaseModel)
 
 _FIELD_NAME_MAX = 64  # an unknown field's name is echoed; keep it short
 _REASONS = {  # pydantic's wording for the common cases, said the way an API user thinks
@@ -46,22 +50,20 @@ def problems_of(exc: ValidationError) -> list[Problem]:
     return problems
 
 
-def parse_create(data: object, rules: IntakeRules) -> NewCallback:
+def _validated(model: type[M], data: object) -> M:
     if not isinstance(data, dict):
         raise InvalidInput([Problem("body", "must be an object (struct)")])
     if not all(isinstance(name, str) for name in data):
         raise InvalidInput([Problem("body", "member names must be strings")])
     try:
-        req = CallbackCreate.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(problems_of(exc)) from None
-    md5secret = req.md5secret.lower() if req.md5secret else None
-    if req.password is not None:
-        md5secret = _ha1_of_password(req, rules)
-    elif req.realm is not None:
-        raise InvalidInput([Problem("realm", "only goes with password")])
-    if rules.require_secret and md5secret is None:
-        raise InvalidInput([Problem("md5secret", "required (or password)")])
+
+
+def parse_create(data: object, rules: IntakeRules) -> NewCallback:
+    req = _validated(CallbackCreate, data)
+    md5secret = _secret(req, rules, required=rules.require_secret)
     return NewCallback(
         username=req.username,
         authname=req.authname,
@@ -80,8 +82,32 @@ def parse_create(data: object, rules: IntakeRules) -> NewCallback:
     )
 
 
-def _ha1_of_password(req: CallbackCreate, rules: IntakeRules) -> str:
-    """HA1 for leg A's digest user; the password goes no further than this function."""
+def parse_account(data: object, rules: IntakeRules) -> NewAccount:
+    """A ``callback_accounts`` row: the same identity rules as a callback's leg A."""
+    acct = _validated(AccountCreate, data)
+    md5secret = _secret(acct, rules, required=True)
+    assert md5secret is not None  # required
+    return NewAccount(
+        cli=acct.cli, username=acct.username, authname=acct.authname, md5secret=md5secret
+    )
+
+
+def _secret(
+    req: CallbackCreate | AccountCreate, rules: IntakeRules, *, required: bool
+) -> str | None:
+    """The identity's HA1 (lower-case hex) from md5secret, or from password and realm."""
+    md5secret = req.md5secret.lower() if req.md5secret else None
+    if req.password is not None:
+        md5secret = _ha1_of_password(req, rules)
+    elif req.realm is not None:
+        raise InvalidInput([Problem("realm", "only goes with password")])
+    if required and md5secret is None:
+        raise InvalidInput([Problem("md5secret", "required (or password)")])
+    return md5secret
+
+
+def _ha1_of_password(req: CallbackCreate | AccountCreate, rules: IntakeRules) -> str:
+    """HA1 for the digest user; the password goes no further than this function."""
     if req.md5secret is not None:
         raise InvalidInput([Problem("password", "give md5secret or password, not both")])
     realm = req.realm or rules.default_realm

@@ -1,4 +1,5 @@
-"""The API's queries: create a request, read it with its history, list, cancel.
+"""The queue's public queries (API and operator CLI): create, read with history, list,
+cancel, retry.
 
 Every statement is a constant with ``$n`` parameters: no SQL is ever built from what a client
 sent. Reads select an explicit list of public columns, so the secrets (``md5secret``,
@@ -59,7 +60,7 @@ PUBLIC_COLUMNS = (
     "leg_a_duration",
     "leg_b_duration",
 )
-HISTORY_COLUMNS = ("at", "old_status", "new_status", "result", "attempts", "instance")
+HISTORY_COLUMNS = ("at", "old_status", "new_status", "result", "reason", "attempts", "instance")
 
 # retry_delay is an interval in the table and seconds in the API.
 _SELECT = ", ".join(
@@ -93,6 +94,10 @@ WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
   AND ($3::timestamptz IS NULL OR created_at >= $3::timestamptz)
   AND ($4::timestamptz IS NULL OR created_at < $4::timestamptz)
   AND ($5::bigint IS NULL OR id < $5::bigint)
+  AND ($7::text IS NULL OR result = $7::text)
+  AND ($8::text IS NULL OR source = $8::text)
+  AND ($9::text IS NULL OR username = $9::text)
+  AND ($10::text IS NULL OR original_cli = $10::text OR original_cld = '2way_' || $10::text)
 ORDER BY id DESC
 LIMIT $6
 """
@@ -102,6 +107,16 @@ LIMIT $6
 CANCEL = f"""
 UPDATE callback_requests SET status = 'cancelled'
 WHERE id = $1 AND status NOT IN {FINAL_STATUSES!r}
+RETURNING id, status, result
+"""
+
+# An operator sends a failed row round again: attempts start over, the reason is kept (the
+# history trigger copies result_reason). Lease and per-attempt columns are the next dial's.
+RETRY_FAILED = """
+UPDATE callback_requests
+SET status = 'pending', result = NULL, result_reason = $2, attempts = 0, next_call = now(),
+    claimed_by = NULL, lease_token = NULL, lease_until = NULL, ended_at = NULL
+WHERE id = $1 AND status = 'failed'
 RETURNING id, status, result
 """
 
@@ -138,6 +153,10 @@ class ListFilter:
     created_to: datetime | None = None
     before_id: int | None = None
     limit: int = 100
+    result: str | None = None
+    source: str | None = None
+    username: str | None = None
+    number: str | None = None  # the user's number (original_cli) or the destination's CLD
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +166,11 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True)
-class CancelOutcome:
+class StatusChange:
     id: int
     status: str
     result: str | None
-    changed: bool  # False: the row was already final
+    changed: bool  # False: the row was not in a state the change applies to
 
 
 class CallbackStore:
@@ -200,16 +219,27 @@ class CallbackStore:
             where.created_to,
             where.before_id,
             where.limit + 1,
+            where.result,
+            where.source,
+            where.username,
+            where.number,
         )
         rows = [dict(r) for r in records]
         return Page(rows=rows[: where.limit], more=len(rows) > where.limit)
 
-    async def cancel(self, request_id: int) -> CancelOutcome | None:
+    async def cancel(self, request_id: int) -> StatusChange | None:
         """Cancel a row that is not final yet; None when there is no such row."""
-        record = await self._pool.fetchrow(CANCEL, request_id)
+        return await self._change(CANCEL, request_id)
+
+    async def retry(self, request_id: int, reason: str) -> StatusChange | None:
+        """A failed row back to pending with its attempts reset; None when there is no row."""
+        return await self._change(RETRY_FAILED, request_id, reason)
+
+    async def _change(self, query: str, request_id: int, *args: object) -> StatusChange | None:
+        record = await self._pool.fetchrow(query, request_id, *args)
         if record is not None:
-            return CancelOutcome(record["id"], record["status"], record["result"], changed=True)
+            return StatusChange(record["id"], record["status"], record["result"], changed=True)
         record = await self._pool.fetchrow(STATUS, request_id)
         if record is None:
             return None
-        return CancelOutcome(record["id"], record["status"], record["result"], changed=False)
+        return StatusChange(record["id"], record["status"], record["result"], changed=False)
