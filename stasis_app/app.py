@@ -22,10 +22,11 @@ from stasis_app.callflow.engine import CallEngine
 from stasis_app.callflow.identity import IdentityObjects
 from stasis_app.callflow.ids import Ids
 from stasis_app.callflow.limits import RateLimiter
+from stasis_app.callflow.resync import Resync
 from stasis_app.callflow.session import CallConfig
 from stasis_app.config import IdentityMode, Settings
+from stasis_app.domain.request import LIVE_STATUSES
 from stasis_app.inbound import InboundTrigger
-from stasis_app.resync import Resync
 from stasis_app.store.database import create_pool, database_url
 from stasis_app.store.inbound import InboundStore
 from stasis_app.store.listener import NotifyListener
@@ -259,7 +260,7 @@ async def running_service(
 
 def _bind_gauges(service: Service) -> None:
     """Gauges read live state at scrape time, so they can never drift."""
-    for status in metrics.LIVE_STATUSES:
+    for status in LIVE_STATUSES:
         metrics.LIVE.labels(status).set_function(
             functools.partial(service.engine.count_in_phase, status)
         )

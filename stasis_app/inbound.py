@@ -12,10 +12,10 @@ import logging
 from typing import Protocol
 
 from stasis_app import metrics
-from stasis_app.ari.errors import AriError
-from stasis_app.ari.events import StasisStart
-from stasis_app.callflow.plan import DIAL_STRING, HA1, TOKEN
 from stasis_app.config import Settings
+from stasis_app.domain.ari_errors import AriError
+from stasis_app.domain.channels import StasisStart
+from stasis_app.domain.rules import DIAL_STRING, HA1, TOKEN
 from stasis_app.errors import ConfigError
 from stasis_app.store.inbound import Identity, InboundStore
 

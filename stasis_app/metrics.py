@@ -9,29 +9,15 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from stasis_app import __version__
+from stasis_app.domain.request import LIVE_STATUSES, LegName, Result, Status
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-LEGS = ("a", "b")
-LIVE_STATUSES = ("calling", "connecting", "bridged")
+# The (status, result) pairs a row can end with.
 FINAL_OUTCOMES = (
-    ("completed", "answered"),
-    *(
-        ("failed", r)
-        for r in (
-            "callback_busy",
-            "callback_no_answer",
-            "callback_rejected",
-            "callback_failed",
-            "destination_busy",
-            "destination_no_answer",
-            "destination_failed",
-            "user_hangup",
-            "invalid_request",
-            "error",
-        )
-    ),
-    ("cancelled", "cancelled"),
+    (Status.COMPLETED, Result.ANSWERED),
+    *((Status.FAILED, r) for r in Result if r not in (Result.ANSWERED, Result.CANCELLED)),
+    (Status.CANCELLED, Result.CANCELLED),
 )
 LEG_RESULTS = ("answered", "busy", "no_answer", "rejected", "failed", "cancelled")
 ARI_OPS = (
@@ -151,7 +137,7 @@ INBOUND = Counter(
 
 
 def _initialise_labels() -> None:
-    for leg in LEGS:
+    for leg in LegName:
         ORIGINATED.labels(leg)
         ANSWER_DELAY.labels(leg)
         for result in LEG_RESULTS:

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from stasis_app.app import Service
 from stasis_app.callflow.plan import plan_call
-from stasis_app.store.model import CallbackRequest
+from stasis_app.domain.request import CallbackRequest
 from tests.conftest import ServiceFactory, ha1
 from tests.test_api_support import TOKENS, call, proxy, row_count, xcall
 

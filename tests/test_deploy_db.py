@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from stasis_app.domain.request import Outcome
 from stasis_app.store.migrations import check_schema, migrate
-from stasis_app.store.requests import Outcome, RequestStore
+from stasis_app.store.requests import RequestStore
 from tests.pg import PgTestServer, with_database
 
 ROLES_SQL = Path(__file__).resolve().parent.parent / "deploy" / "db" / "roles.sql"

@@ -11,7 +11,7 @@ import pytest
 from stasis_app.callflow.causes import LegFailure, classify, destination_result
 from stasis_app.callflow.ids import Ids
 from stasis_app.callflow.plan import InvalidRequest, plan_call
-from stasis_app.store.model import CallbackRequest
+from stasis_app.domain.request import CallbackRequest
 
 HA1 = "0123456789abcdef0123456789abcdef"
 HA1_B = "fedcba9876543210fedcba9876543210"

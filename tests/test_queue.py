@@ -12,10 +12,10 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
+from stasis_app.domain.request import CallbackRequest, Outcome
 from stasis_app.store import queries
 from stasis_app.store.listener import APPLICATION_NAME, NotifyListener
-from stasis_app.store.model import CallbackRequest
-from stasis_app.store.requests import Outcome, RequestStore
+from stasis_app.store.requests import RequestStore
 from stasis_app.store.watcher import QueueWatcher
 
 

@@ -1,9 +1,9 @@
 """The API's pydantic models: what a client may send, and what it gets back.
 
 Both interfaces (JSON and XML-RPC) validate through these models, and the OpenAPI document is
-generated from them. Field rules reuse the call flow's own patterns (``callflow.plan``), so the
-API accepts exactly what the call flow can dial. Validators never put a value into their
-message: an error names the field and the rule, never what was sent.
+generated from them. Field rules are the domain's (``domain.rules``), which the call flow checks
+a row with, so the API accepts exactly what the call flow can dial. Validators never put a value
+into their message: an error names the field and the rule, never what was sent.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from stasis_app.callflow.plan import CALL_ID, CLD_PREFIX, DIAL_STRING, HA1, TOKEN
+from stasis_app.domain.rules import CALL_ID, CLD_PREFIX, DIAL_STRING, HA1, TOKEN
 
 MAX_SCHEDULE_AHEAD = timedelta(days=30)
 MAX_RETRY_DELAY = 86_400.0  # one day
@@ -34,6 +34,8 @@ LIST_LIMIT_MAX = 500
 REALM = re.compile(r"[ !#-\[\]-~]{1,128}")
 PASSWORD_MAX = 256
 
+# domain.request.Status as a Literal: the OpenAPI document stays a plain enum of strings
+# (tests check both list the same values).
 Status = Literal["pending", "calling", "connecting", "bridged", "completed", "failed", "cancelled"]
 
 

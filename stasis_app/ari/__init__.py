@@ -20,8 +20,14 @@ from typing import Self
 import aiohttp
 
 from stasis_app.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
-from stasis_app.ari.events import (
+from stasis_app.ari.events import parse_event
+from stasis_app.ari.rest import AriRest, Observer, normalise_base_url
+from stasis_app.ari.stream import EventStream
+from stasis_app.config import Settings
+from stasis_app.domain.channels import (
+    Bridge,
     BridgeDestroyed,
+    Channel,
     ChannelDestroyed,
     ChannelEnteredBridge,
     ChannelHangupRequest,
@@ -31,12 +37,7 @@ from stasis_app.ari.events import (
     Event,
     StasisEnd,
     StasisStart,
-    parse_event,
 )
-from stasis_app.ari.models import Bridge, Channel
-from stasis_app.ari.rest import AriRest, Observer, normalise_base_url
-from stasis_app.ari.stream import EventStream
-from stasis_app.config import Settings
 from stasis_app.errors import ConfigError
 
 # Asterisk's HTTP server allows 100 sessions by default (http.conf sessionlimit), the event

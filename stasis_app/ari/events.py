@@ -1,4 +1,4 @@
-"""Typed ARI events: only the types the call flow consumes; everything else parses to ``None``.
+"""ARI event messages → the typed events of ``domain.channels``; everything else parses to ``None``.
 
 ``parse_event`` runs on the WebSocket reader for every message, so it is built to reject the
 flood of ``ChannelVarset`` (RTPAUDIOQOS*, BRIDGEPEER, STASISSTATUS...) without a JSON decode:
@@ -10,100 +10,23 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
-from stasis_app.ari.models import Channel
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _ChannelEvent:
-    """An event about one channel: ``channel_id`` routes it to the call it belongs to."""
-
-    channel: Channel
-    timestamp: str = ""
-
-    @property
-    def channel_id(self) -> str:
-        return self.channel.id
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StasisStart(_ChannelEvent):
-    args: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StasisEnd(_ChannelEvent):
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dial:
-    peer: Channel  # the dialled channel: ours, for an originate
-    dialstatus: str = ""  # '' → RINGING → ANSWER | BUSY | NOANSWER | CANCEL | CONGESTION ...
-    timestamp: str = ""
-
-    @property
-    def channel_id(self) -> str:
-        return self.peer.id
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelStateChange(_ChannelEvent):
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelHangupRequest(_ChannelEvent):
-    cause: int | None = None  # absent on 20/22 for a far-end BYE; 32+soft = "explicit hangup"
-    tech_cause: int | None = None  # the SIP code; absent before 20.17 / 22.7
-    soft: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelDestroyed(_ChannelEvent):
-    cause: int = 0  # Q.850; 0 can mean "no answer" (older versions) or "normal" (20/22 BYE)
-    cause_txt: str = ""
-    tech_cause: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelEnteredBridge(_ChannelEvent):
-    bridge_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelLeftBridge(_ChannelEvent):
-    bridge_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BridgeDestroyed:
-    bridge_id: str
-    timestamp: str = ""
-
-    @property
-    def channel_id(self) -> None:
-        return None
-
-
-Event: TypeAlias = (
-    StasisStart
-    | StasisEnd
-    | Dial
-    | ChannelStateChange
-    | ChannelHangupRequest
-    | ChannelDestroyed
-    | ChannelEnteredBridge
-    | ChannelLeftBridge
-    | BridgeDestroyed
+from stasis_app.domain.channels import (
+    BridgeDestroyed,
+    Channel,
+    ChannelDestroyed,
+    ChannelEnteredBridge,
+    ChannelHangupRequest,
+    ChannelLeftBridge,
+    ChannelStateChange,
+    Dial,
+    Event,
+    StasisEnd,
+    StasisStart,
 )
 
-
-# --- parsing ------------------------------------------------------------------------------------
+log = logging.getLogger(__name__)
 
 
 def _str(value: object) -> str:

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from yarl import URL
 
 from stasis_app.ari.errors import AriNotFound, AriUnavailable, error_for_status
-from stasis_app.ari.models import Bridge, Channel
+from stasis_app.domain.channels import Bridge, Channel
 
 log = logging.getLogger(__name__)
 

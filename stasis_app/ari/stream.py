@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from pydantic import SecretStr
 
-from stasis_app.ari.events import Event, parse_event
+from stasis_app.ari.events import parse_event
 from stasis_app.ari.rest import basic_auth_header, describe_transport_error, normalise_base_url
 from stasis_app.backoff import Backoff
+from stasis_app.domain.channels import Event
 
 log = logging.getLogger(__name__)
 

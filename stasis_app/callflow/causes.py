@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from stasis_app.domain.request import Result
+
 BUSY = frozenset({17})
 NO_ANSWER = frozenset({18, 19})
 REJECTED = frozenset({1, 3, 21, 22, 28})
@@ -39,12 +41,12 @@ def classify(cause: int | None, *, rang: bool, elapsed: float, timeout: float) -
     return LegFailure.FAILED
 
 
-def callback_result(failure: LegFailure) -> str:
-    return f"callback_{failure.value}"
+def callback_result(failure: LegFailure) -> Result:
+    return Result(f"callback_{failure.value}")
 
 
-def destination_result(failure: LegFailure) -> str:
+def destination_result(failure: LegFailure) -> Result:
     # The table has no destination_rejected: a refusal is a failure with its cause recorded.
     if failure in (LegFailure.BUSY, LegFailure.NO_ANSWER):
-        return f"destination_{failure.value}"
-    return "destination_failed"
+        return Result(f"destination_{failure.value}")
+    return Result.DESTINATION_FAILED

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-LEG_A = "a"
-LEG_B = "b"
+from stasis_app.domain.request import LegName
+
 BRIDGE = "br"
 
 
@@ -18,7 +18,7 @@ BRIDGE = "br"
 class ParsedId:
     request_id: int
     attempt: int
-    kind: str  # LEG_A | LEG_B | BRIDGE
+    kind: str  # LegName.A | LegName.B | BRIDGE
 
 
 class Ids:
@@ -26,7 +26,7 @@ class Ids:
         self.prefix = prefix
         self._pattern = re.compile(rf"{re.escape(prefix)}-(\d+)-(\d+)(a|b|br)")
 
-    def channel(self, request_id: int, attempt: int, leg: str) -> str:
+    def channel(self, request_id: int, attempt: int, leg: LegName) -> str:
         return f"{self.prefix}-{request_id}-{attempt}{leg}"
 
     def bridge(self, request_id: int, attempt: int) -> str:

@@ -8,17 +8,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from stasis_app.domain.request import CallbackRequest
+from stasis_app.domain.rules import CALL_ID, CLD_PREFIX, DIAL_STRING, HA1, TOKEN
 from stasis_app.errors import TwowayError
-from stasis_app.store.model import CallbackRequest
-
-CLD_PREFIX = "2way_"
-# What may stand in a PJSIP dial string's user part: no '@', '/', '&', ',' or blanks, which
-# Asterisk would read as separators (a row must never dial more than it says).
-DIAL_STRING = re.compile(r"\+?[0-9A-Za-z*#._-]{1,64}")
-# Digest user names and Call-IDs travel in SIP headers: printable ASCII without blanks or quotes.
-TOKEN = re.compile(r"[!#-&(-~]{1,128}")
-CALL_ID = re.compile(r"[!#-&(-~]{1,200}")
-HA1 = re.compile(r"[0-9a-fA-F]{32}")
 
 
 class InvalidRequest(TwowayError):

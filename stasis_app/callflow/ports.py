@@ -1,7 +1,8 @@
 """The two small interfaces the call flow uses: a piece of ARI and a piece of the store.
 
 The real ones are ``stasis_app.ari.AriRest`` and ``stasis_app.store.requests.RequestStore``;
-tests may pass fakes.
+the unit tests pass in-memory fakes (``tests/callflow_fakes.py``). ARI failures are the
+``domain.ari_errors`` classes.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from stasis_app.ari.models import Bridge, Channel
-from stasis_app.store.model import CallbackRequest
-from stasis_app.store.requests import Outcome
+from stasis_app.domain.channels import Bridge, Channel
+from stasis_app.domain.request import CallbackRequest, Outcome
 
 
 class AriPort(Protocol):

@@ -14,8 +14,14 @@ from datetime import timedelta
 from typing import Any
 
 from stasis_app import metrics
-from stasis_app.ari.errors import AriError, AriNotFound
-from stasis_app.ari.events import (
+from stasis_app.callflow.causes import LegFailure, callback_result, classify, destination_result
+from stasis_app.callflow.identity import IdentityObjects
+from stasis_app.callflow.ids import BRIDGE, Ids
+from stasis_app.callflow.limits import RateLimiter
+from stasis_app.callflow.plan import CallPlan, InvalidRequest, LegPlan, plan_call
+from stasis_app.callflow.ports import AriPort, StorePort
+from stasis_app.domain.ari_errors import AriError, AriNotFound
+from stasis_app.domain.channels import (
     ChannelDestroyed,
     ChannelHangupRequest,
     ChannelStateChange,
@@ -24,14 +30,7 @@ from stasis_app.ari.events import (
     StasisEnd,
     StasisStart,
 )
-from stasis_app.callflow.causes import LegFailure, callback_result, classify, destination_result
-from stasis_app.callflow.identity import IdentityObjects
-from stasis_app.callflow.ids import BRIDGE, LEG_A, LEG_B, Ids
-from stasis_app.callflow.limits import RateLimiter
-from stasis_app.callflow.plan import CallPlan, InvalidRequest, LegPlan, plan_call
-from stasis_app.callflow.ports import AriPort, StorePort
-from stasis_app.store.model import CallbackRequest
-from stasis_app.store.requests import Outcome
+from stasis_app.domain.request import CallbackRequest, LegName, Outcome, Result, Status
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class CallConfig:
 
 @dataclass
 class Leg:
-    name: str  # LEG_A | LEG_B
+    name: LegName
     channel_id: str
     timeout: float
     originated_at: float
@@ -121,7 +120,7 @@ class _ShuttingDown(Exception):
 
 
 # _dial_leg_a's answer when a shutdown sent the row back to the queue before dialling.
-_RELEASED = Outcome(status="pending", result="error", reason="released at shutdown")
+_RELEASED = Outcome(status=Status.PENDING, result=Result.ERROR, reason="released at shutdown")
 
 
 class CallSession:
@@ -155,7 +154,7 @@ class CallSession:
         self._log = _RequestLog(log, {"request_id": req.id})
         self._call_id = ""
         self.dialled = False
-        self.phase = "calling"  # calling | connecting | bridged: the live-requests gauge
+        self.phase = Status.CALLING  # calling | connecting | bridged: the live-requests gauge
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -193,13 +192,15 @@ class CallSession:
         try:
             outcome = await self._call()
         except Fenced:
-            outcome = Outcome(status="cancelled", result="cancelled", reason="cancelled")
+            outcome = Outcome(status=Status.CANCELLED, result=Result.CANCELLED, reason="cancelled")
         except _ShuttingDown:
             outcome = self._shutdown_outcome()
         except Exception as exc:
             self._log.exception("call flow error", extra={"action": "error"})
             outcome = Outcome(
-                status="failed", result="error", reason=f"internal error: {type(exc).__name__}"
+                status=Status.FAILED,
+                result=Result.ERROR,
+                reason=f"internal error: {type(exc).__name__}",
             )
         finally:
             await self._teardown()
@@ -216,7 +217,7 @@ class CallSession:
             plan = plan_call(self.req, needs_secret=self._cfg.dynamic_identity)
         except InvalidRequest as exc:
             self._log.warning("invalid request: %s", exc, extra={"action": "invalid_request"})
-            return Outcome(status="failed", result="invalid_request", reason=str(exc))
+            return Outcome(status=Status.FAILED, result=Result.INVALID_REQUEST, reason=str(exc))
         leg_a_outcome = await self._dial_leg_a(plan)
         if leg_a_outcome is _RELEASED:
             return None
@@ -228,7 +229,7 @@ class CallSession:
         return await self._talk()
 
     async def _dial_leg_a(self, plan: CallPlan) -> Outcome | None:
-        channel_id = self._ids.channel(self.req.id, self.req.attempts + 1, LEG_A)
+        channel_id = self._ids.channel(self.req.id, self.req.attempts + 1, LegName.A)
         call_id = self.req.call_id or str(uuid.uuid4())
         await self._pace()
         if self._stopping == CANCEL:
@@ -244,36 +245,36 @@ class CallSession:
         metrics.PICKUP.observe(pickup)
         self.dialled = True
         self._call_id = call_id
-        leg = await self._place(LEG_A, channel_id, plan.leg_a, call_id, self._cfg.leg_a_timeout)
+        leg = await self._place(LegName.A, channel_id, plan.leg_a, call_id, self._cfg.leg_a_timeout)
         if isinstance(leg, str):
             return self._leg_a_failed(LegFailure.FAILED, leg)
         failure = await self._await_answer(leg)
         return None if failure is None else self._leg_a_failed(*failure)
 
     async def _dial_leg_b(self, plan: CallPlan) -> Outcome | None:
-        leg_a = self._legs[LEG_A]
-        channel_id = self._ids.channel(self.req.id, self.req.attempts + 1, LEG_B)
+        leg_a = self._legs[LegName.A]
+        channel_id = self._ids.channel(self.req.id, self.req.attempts + 1, LegName.B)
         twoway_call_id = self.req.twoway_call_id or f"{self._call_id}-2way"
         if not await self._store.leg_a_answered(
             self.req, leg_a.protocol_id, twoway_call_id, channel_id
         ):
             raise Fenced
-        self.phase = "connecting"
+        self.phase = Status.CONNECTING
         await self._quietly(self._ari.ring(leg_a.channel_id))  # ringback while B is dialled
         # No CPS wait here: the user has answered and hears ringback; TWOWAY_MAX_CPS paces
         # new callbacks (leg A), so the trunk sees at most twice that many INVITEs a second.
         leg = await self._place(
-            LEG_B, channel_id, plan.leg_b, twoway_call_id, self._cfg.leg_b_timeout
+            LegName.B, channel_id, plan.leg_b, twoway_call_id, self._cfg.leg_b_timeout
         )
         if isinstance(leg, str):
             return self._leg_b_failed(LegFailure.FAILED, leg)
         try:
             failure = await self._await_answer(leg, hangup_watch=leg_a)
         except _UserHangup:
-            metrics.LEG_OUTCOMES.labels(LEG_B, "cancelled").inc()
+            metrics.LEG_OUTCOMES.labels(LegName.B, "cancelled").inc()
             return Outcome(
-                status="failed",
-                result="user_hangup",
+                status=Status.FAILED,
+                result=Result.USER_HANGUP,
                 reason="caller hung up before the destination answered",
             )
         return None if failure is None else self._leg_b_failed(*failure)
@@ -312,7 +313,7 @@ class CallSession:
         return None
 
     async def _talk(self) -> Outcome:
-        leg_a, leg_b = self._legs[LEG_A], self._legs[LEG_B]
+        leg_a, leg_b = self._legs[LegName.A], self._legs[LegName.B]
         bridge_id = self._ids.bridge(self.req.id, self.req.attempts + 1)
         try:
             await self._ari.create_bridge(bridge_id, bridge_type="mixing", name=bridge_id)
@@ -323,12 +324,14 @@ class CallSession:
             deadline = self._loop.time() + SETTLE
             while not (leg_a.gone or leg_b.gone):
                 if await self._next(deadline) is None:
-                    return Outcome(status="failed", result="error", reason=f"bridge failed: {exc}")
+                    return Outcome(
+                        status=Status.FAILED, result=Result.ERROR, reason=f"bridge failed: {exc}"
+                    )
             return self._ended_by(leg_a, leg_b)
         await self._quietly(self._ari.ring_stop(leg_a.channel_id))
         if not await self._store.bridged(self.req, bridge_id, leg_b.protocol_id):
             raise Fenced
-        self.phase = "bridged"
+        self.phase = Status.BRIDGED
         self._log.info("bridged", extra={"action": "bridged", "bridge_id": bridge_id})
         return await self._watch_bridged(leg_a, leg_b)
 
@@ -338,7 +341,9 @@ class CallSession:
             item = await self._next(self._wake(deadline))
             if item is None and self._loop.time() >= deadline:
                 return Outcome(
-                    status="completed", result="answered", reason="max call duration reached"
+                    status=Status.COMPLETED,
+                    result=Result.ANSWERED,
+                    reason="max call duration reached",
                 )
             if item is None:
                 await self._poll_recovered([leg_a, leg_b])
@@ -372,7 +377,7 @@ class CallSession:
         """
         req = self.req
         self.phase = req.status
-        legs = [(LEG_A, req.leg_a_channel_id), (LEG_B, req.leg_b_channel_id)]
+        legs = [(LegName.A, req.leg_a_channel_id), (LegName.B, req.leg_b_channel_id)]
         for name, channel_id in legs:
             if channel_id is not None:
                 leg = self._legs[name] = Leg(
@@ -386,22 +391,24 @@ class CallSession:
             "recovering a request of a lost instance",
             extra={"action": "recover", "status": req.status},
         )
-        if req.status == "calling" and LEG_A not in self._legs:
+        if req.status == Status.CALLING and LegName.A not in self._legs:
             await self._store.release(req)  # claimed but never dialled
             return None
         live = [leg for leg in self._legs.values() if not leg.destroyed]
-        if req.status == "bridged" and len(live) == 2:
+        if req.status == Status.BRIDGED and len(live) == 2:
             for leg in live:
                 leg.answered_at = self._loop.time()
             return await self._watch_bridged(live[0], live[1])
-        if req.status == "bridged":
+        if req.status == Status.BRIDGED:
             return Outcome(
-                status="completed",
-                result="answered",
+                status=Status.COMPLETED,
+                result=Result.ANSWERED,
                 reason="ended while the service instance was lost",
             )
         return self._retry_or_fail(
-            "error", "service instance lost during the call; its live legs were hung up", retry=True
+            Result.ERROR,
+            "service instance lost during the call; its live legs were hung up",
+            retry=True,
         )
 
     async def _look_up(self, leg: Leg) -> None:
@@ -418,9 +425,9 @@ class CallSession:
 
     def _shutdown_outcome(self) -> Outcome:
         reason = "hung up at service shutdown"
-        if self.phase == "bridged":
-            return Outcome(status="completed", result="answered", reason=reason)
-        return self._retry_or_fail("error", reason, retry=True)
+        if self.phase == Status.BRIDGED:
+            return Outcome(status=Status.COMPLETED, result=Result.ANSWERED, reason=reason)
+        return self._retry_or_fail(Result.ERROR, reason, retry=True)
 
     def _ended_by(self, leg_a: Leg, leg_b: Leg) -> Outcome:
         if leg_a.vanished or leg_b.vanished:
@@ -428,26 +435,26 @@ class CallSession:
         else:
             first = leg_a if (leg_a.ended_at or 1e18) <= (leg_b.ended_at or 1e18) else leg_b
             reason = f"{'caller' if first is leg_a else 'destination'} hung up"
-        return Outcome(status="completed", result="answered", reason=reason)
+        return Outcome(status=Status.COMPLETED, result=Result.ANSWERED, reason=reason)
 
     def _leg_a_failed(self, failure: LegFailure, reason: str) -> Outcome:
-        metrics.LEG_OUTCOMES.labels(LEG_A, failure.value).inc()
+        metrics.LEG_OUTCOMES.labels(LegName.A, failure.value).inc()
         return self._retry_or_fail(callback_result(failure), reason, retry=True)
 
     def _leg_b_failed(self, failure: LegFailure, reason: str) -> Outcome:
-        metrics.LEG_OUTCOMES.labels(LEG_B, failure.value).inc()
+        metrics.LEG_OUTCOMES.labels(LegName.B, failure.value).inc()
         return self._retry_or_fail(
             destination_result(failure), reason, retry=self._cfg.retry_on_destination_failure
         )
 
-    def _retry_or_fail(self, result: str, reason: str, *, retry: bool) -> Outcome:
+    def _retry_or_fail(self, result: Result, reason: str, *, retry: bool) -> Outcome:
         attempts = self.req.attempts + (1 if self.dialled else 0)
         max_attempts = self.req.max_attempts or self._cfg.max_attempts
-        status = "pending" if retry and attempts < max_attempts else "failed"
+        status = Status.PENDING if retry and attempts < max_attempts else Status.FAILED
         return Outcome(status=status, result=result, reason=reason)
 
     def _with_leg_values(self, outcome: Outcome) -> Outcome:
-        leg_a, leg_b = self._legs.get(LEG_A), self._legs.get(LEG_B)
+        leg_a, leg_b = self._legs.get(LegName.A), self._legs.get(LegName.B)
         return replace(
             outcome,
             leg_a_cause=leg_a.cause if leg_a else None,
@@ -477,16 +484,16 @@ class CallSession:
                 "reason": outcome.reason,
             },
         )
-        if outcome.status == "pending" and await self._store.retry(
+        if outcome.status == Status.PENDING and await self._store.retry(
             self.req, outcome, self.retry_delay()
         ):
             metrics.RETRIES.inc()
             return
-        if outcome.status == "pending":  # cancelled meanwhile: finish keeps 'cancelled'
-            outcome = replace(outcome, status="failed")
+        if outcome.status == Status.PENDING:  # cancelled meanwhile: finish keeps 'cancelled'
+            outcome = replace(outcome, status=Status.FAILED)
         if await self._store.finish(self.req, outcome):
             metrics.FINISHED.labels(outcome.status, outcome.result).inc()
-            if outcome.result == "answered" and outcome.leg_b_duration is not None:
+            if outcome.result == Result.ANSWERED and outcome.leg_b_duration is not None:
                 metrics.TALK_TIME.observe(outcome.leg_b_duration)
 
     # -- legs ------------------------------------------------------------------------------------
@@ -507,7 +514,7 @@ class CallSession:
         return self._identities.endpoint_id(key)
 
     async def _place(
-        self, name: str, channel_id: str, plan: LegPlan, call_id: str, timeout: float
+        self, name: LegName, channel_id: str, plan: LegPlan, call_id: str, timeout: float
     ) -> Leg | str:
         """Identity objects, then the originate: the leg, or why it could not be placed."""
         try:
@@ -518,7 +525,13 @@ class CallSession:
         return leg if leg is not None else "originate refused by Asterisk"
 
     async def _originate(
-        self, name: str, channel_id: str, endpoint: str, plan: LegPlan, call_id: str, timeout: float
+        self,
+        name: LegName,
+        channel_id: str,
+        endpoint: str,
+        plan: LegPlan,
+        call_id: str,
+        timeout: float,
     ) -> Leg | None:
         # Registered before the REST call: its events may arrive before the response.
         leg = self._legs[name] = Leg(
@@ -679,9 +692,9 @@ class _RequestLog(logging.LoggerAdapter[logging.Logger]):
 
 def _bridge_of(leg_a_channel_id: str | None) -> str | None:
     """``<prefix>-<id>-<attempt>a`` -> ``<prefix>-<id>-<attempt>br`` (see callflow.ids)."""
-    if leg_a_channel_id is None or not leg_a_channel_id.endswith(LEG_A):
+    if leg_a_channel_id is None or not leg_a_channel_id.endswith(LegName.A):
         return None
-    return leg_a_channel_id[: -len(LEG_A)] + BRIDGE
+    return leg_a_channel_id[: -len(LegName.A)] + BRIDGE
 
 
 def _cause_text(leg: Leg) -> str:

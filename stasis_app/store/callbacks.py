@@ -16,8 +16,10 @@ from typing import Any
 
 import asyncpg
 
-FINAL_STATUSES = ("completed", "failed", "cancelled")
-STATUSES = ("pending", "calling", "connecting", "bridged", *FINAL_STATUSES)
+from stasis_app.domain import request as domain
+
+# Plain strings: FINAL_STATUSES is spelled into SQL with repr().
+FINAL_STATUSES = tuple(status.value for status in domain.FINAL_STATUSES)
 MAX_ID = 2**63 - 1  # bigint
 
 PUBLIC_COLUMNS = (

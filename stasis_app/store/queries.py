@@ -4,7 +4,10 @@ Write-backs are fenced by ``lease_token``: a claim issues a new token, so an ins
 its lease (another instance recovered the row) matches nothing and changes nothing.
 """
 
-from stasis_app.store.model import SELECT_COLUMNS
+from stasis_app.domain.request import COLUMNS
+
+# A claim returns every column the domain's CallbackRequest carries.
+SELECT_COLUMNS = ", ".join(f"r.{name}" for name in COLUMNS)
 
 LIVE = "('calling', 'connecting', 'bridged')"
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
 from typing import TypeVar
 
 import asyncpg
 
 from stasis_app import metrics
 from stasis_app.backoff import Backoff
+from stasis_app.domain.request import CallbackRequest, Outcome
 from stasis_app.store import queries
-from stasis_app.store.model import CallbackRequest
 
 log = logging.getLogger(__name__)
 
@@ -30,33 +29,6 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How an attempt ended: what goes into the row's result and per-leg columns."""
-
-    status: str  # 'completed' | 'failed' | 'cancelled' (or 'pending' for a retry)
-    result: str
-    reason: str | None = None
-    leg_a_cause: int | None = None
-    leg_a_sip_code: int | None = None
-    leg_b_cause: int | None = None
-    leg_b_sip_code: int | None = None
-    leg_a_duration: float | None = None
-    leg_b_duration: float | None = None
-
-    def leg_values(
-        self,
-    ) -> tuple[int | None, int | None, int | None, int | None, float | None, float | None]:
-        return (
-            self.leg_a_cause,
-            self.leg_a_sip_code,
-            self.leg_b_cause,
-            self.leg_b_sip_code,
-            self.leg_a_duration,
-            self.leg_b_duration,
-        )
 
 
 class RequestStore:

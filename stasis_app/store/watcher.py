@@ -14,7 +14,7 @@ from collections.abc import Callable
 import asyncpg
 
 from stasis_app.backoff import Backoff
-from stasis_app.store.model import CallbackRequest
+from stasis_app.domain.request import CallbackRequest
 from stasis_app.store.requests import RequestStore
 
 log = logging.getLogger(__name__)

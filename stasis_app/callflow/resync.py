@@ -6,9 +6,9 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from stasis_app.ari.models import Channel
 from stasis_app.callflow.engine import CallEngine
 from stasis_app.callflow.identity import IdentityObjects
+from stasis_app.domain.channels import Channel
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""ARI resources the app reads: channel and bridge snapshots.
+"""What Asterisk reports about channels and bridges: snapshots and the events the call flow uses.
 
+The ARI adapter (``stasis_app.ari``) builds these from the wire; the call flow reads them.
 Only the fields the call flow uses. ``from_json`` tolerates missing optional fields because
 versions differ (``protocol_id`` exists only from 16.27) and the simulator may be sparser;
 a missing or non-string ``id`` is the one thing that makes an object unusable (``ValueError``).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 
 def _str(value: object, default: str = "") -> str:
@@ -86,3 +87,91 @@ class Bridge:
                 else ()
             ),
         )
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ChannelEvent:
+    """An event about one channel: ``channel_id`` routes it to the call it belongs to."""
+
+    channel: Channel
+    timestamp: str = ""
+
+    @property
+    def channel_id(self) -> str:
+        return self.channel.id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StasisStart(_ChannelEvent):
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StasisEnd(_ChannelEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dial:
+    peer: Channel  # the dialled channel: ours, for an originate
+    dialstatus: str = ""  # '' → RINGING → ANSWER | BUSY | NOANSWER | CANCEL | CONGESTION ...
+    timestamp: str = ""
+
+    @property
+    def channel_id(self) -> str:
+        return self.peer.id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelStateChange(_ChannelEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelHangupRequest(_ChannelEvent):
+    cause: int | None = None  # absent on 20/22 for a far-end BYE; 32+soft = "explicit hangup"
+    tech_cause: int | None = None  # the SIP code; absent before 20.17 / 22.7
+    soft: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelDestroyed(_ChannelEvent):
+    cause: int = 0  # Q.850; 0 can mean "no answer" (older versions) or "normal" (20/22 BYE)
+    cause_txt: str = ""
+    tech_cause: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelEnteredBridge(_ChannelEvent):
+    bridge_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelLeftBridge(_ChannelEvent):
+    bridge_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeDestroyed:
+    bridge_id: str
+    timestamp: str = ""
+
+    @property
+    def channel_id(self) -> None:
+        return None
+
+
+Event: TypeAlias = (
+    StasisStart
+    | StasisEnd
+    | Dial
+    | ChannelStateChange
+    | ChannelHangupRequest
+    | ChannelDestroyed
+    | ChannelEnteredBridge
+    | ChannelLeftBridge
+    | BridgeDestroyed
+)
