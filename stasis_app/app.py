@@ -18,12 +18,12 @@ from stasis_app import metrics
 from stasis_app.api.routes import refuse_open_api
 from stasis_app.api.server import build_apps, serving
 from stasis_app.ari import AriClient, EventStream
+from stasis_app.callflow.call import CallConfig
 from stasis_app.callflow.engine import CallEngine
 from stasis_app.callflow.identity import IdentityObjects
 from stasis_app.callflow.ids import Ids
 from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.resync import Resync
-from stasis_app.callflow.session import CallConfig
 from stasis_app.config import IdentityMode, Settings
 from stasis_app.domain.request import LIVE_STATUSES
 from stasis_app.inbound import InboundTrigger

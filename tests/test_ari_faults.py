@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from ari_simulator import Script, Simulator
-from stasis_app.callflow import session as session_module
+from stasis_app.callflow import timing as session_module
 from tests.conftest import ServiceFactory
 from tests.test_callflow import (
     final_row,

@@ -7,11 +7,13 @@ import logging
 from collections.abc import Callable
 
 from stasis_app import metrics
+from stasis_app.callflow.call import CallConfig
 from stasis_app.callflow.identity import IdentityObjects
 from stasis_app.callflow.ids import Ids
+from stasis_app.callflow.inbox import SHUTDOWN
 from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.ports import AriPort, StorePort
-from stasis_app.callflow.session import SHUTDOWN, CallConfig, CallSession
+from stasis_app.callflow.session import CallSession
 from stasis_app.domain.channels import ChannelStateChange, Dial, Event, StasisStart
 from stasis_app.domain.request import CallbackRequest
 

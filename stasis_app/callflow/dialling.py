@@ -1,0 +1,202 @@
+"""Dialling one leg: pace, record the attempt, set up the identity, originate, await the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from stasis_app import metrics
+from stasis_app.callflow import outcomes, timing
+from stasis_app.callflow.call import Call
+from stasis_app.callflow.causes import LegFailure
+from stasis_app.callflow.identity import IdentityObjects
+from stasis_app.callflow.ids import Ids
+from stasis_app.callflow.inbox import CANCEL, SHUTDOWN, Fenced
+from stasis_app.callflow.legs import Leg
+from stasis_app.callflow.limits import RateLimiter
+from stasis_app.callflow.plan import CallPlan, LegPlan
+from stasis_app.callflow.teardown import hang_up
+from stasis_app.domain.ari_errors import AriError
+from stasis_app.domain.request import LegName, Outcome, Result, Status
+
+# dial_leg_a's answer when a shutdown sent the row back to the queue before dialling.
+RELEASED = Outcome(status=Status.PENDING, result=Result.ERROR, reason="released at shutdown")
+
+
+class UserHangup(Exception):
+    """Leg A hung up while leg B was ringing."""
+
+
+class Dialler:
+    def __init__(
+        self, call: Call, *, identities: IdentityObjects, limiter: RateLimiter, ids: Ids
+    ) -> None:
+        self._call = call
+        self._identities = identities
+        self._limiter = limiter
+        self._ids = ids
+        self._identity_keys: list[str] = []
+
+    async def leg_a(self, plan: CallPlan) -> Outcome | None:
+        """None once leg A answered; RELEASED at a shutdown before dialling; else the outcome."""
+        call = self._call
+        channel_id = self._ids.channel(call.req.id, call.req.attempts + 1, LegName.A)
+        call_id = call.req.call_id or str(uuid.uuid4())
+        await self._pace()
+        if call.inbox.stopping == CANCEL:
+            raise Fenced
+        if call.inbox.stopping == SHUTDOWN:
+            await call.store.release(call.req)  # not dialled: back to the queue at once
+            call.log.info("released undialled", extra={"action": "release"})
+            return RELEASED
+        # Counted (and call_id written back) before anything can fail: retries stay bounded.
+        pickup = await call.store.start_attempt(call.req, call_id, channel_id)
+        if pickup is None:
+            raise Fenced
+        metrics.PICKUP.observe(pickup)
+        call.dialled = True
+        call.call_id = call_id
+        leg = await self._place(LegName.A, channel_id, plan.leg_a, call_id, call.cfg.leg_a_timeout)
+        if isinstance(leg, str):
+            return self._failed(LegName.A, LegFailure.FAILED, leg)
+        failure = await self._await_answer(leg)
+        return None if failure is None else self._failed(LegName.A, *failure)
+
+    async def leg_b(self, plan: CallPlan) -> Outcome | None:
+        """None once leg B answered; else the outcome (the user may hang up meanwhile)."""
+        call = self._call
+        leg_a = call.legs[LegName.A]
+        channel_id = self._ids.channel(call.req.id, call.req.attempts + 1, LegName.B)
+        twoway_call_id = call.req.twoway_call_id or f"{call.call_id}-2way"
+        if not await call.store.leg_a_answered(
+            call.req, leg_a.protocol_id, twoway_call_id, channel_id
+        ):
+            raise Fenced
+        call.phase = Status.CONNECTING
+        await call.quietly(call.ari.ring(leg_a.channel_id))  # ringback while B is dialled
+        # No CPS wait here: the user has answered and hears ringback; TWOWAY_MAX_CPS paces
+        # new callbacks (leg A), so the trunk sees at most twice that many INVITEs a second.
+        leg = await self._place(
+            LegName.B, channel_id, plan.leg_b, twoway_call_id, call.cfg.leg_b_timeout
+        )
+        if isinstance(leg, str):
+            return self._failed(LegName.B, LegFailure.FAILED, leg)
+        try:
+            failure = await self._await_answer(leg, hangup_watch=leg_a)
+        except UserHangup:
+            metrics.LEG_OUTCOMES.labels(LegName.B, "cancelled").inc()
+            return outcomes.USER_HANGUP
+        return None if failure is None else self._failed(LegName.B, *failure)
+
+    def _failed(self, name: LegName, failure: LegFailure, reason: str) -> Outcome:
+        metrics.LEG_OUTCOMES.labels(name, failure.value).inc()
+        call = self._call
+        return outcomes.leg_failed(
+            name,
+            failure,
+            reason,
+            attempts=call.attempts,
+            max_attempts=call.max_attempts,
+            retry_on_destination_failure=call.cfg.retry_on_destination_failure,
+        )
+
+    async def _await_answer(
+        self, leg: Leg, hangup_watch: Leg | None = None
+    ) -> tuple[LegFailure, str] | None:
+        """Until ``leg`` answers (None) or fails (why). Every wait is bounded.
+
+        Raises Fenced on a cancel, UserHangup when ``hangup_watch`` hangs up first.
+        """
+        call = self._call
+        while leg.answered_at is None:
+            item = await call.inbox.next(leg.originated_at + leg.timeout + timing.GUARD)
+            if hangup_watch is not None and hangup_watch.gone:
+                raise UserHangup
+            if item is None:
+                await hang_up(call, leg)
+                return outcomes.no_verdict(leg)
+            if leg.destroyed:
+                return outcomes.unanswered(leg)
+        metrics.ANSWER_DELAY.labels(leg.name).observe(leg.answered_at - leg.originated_at)
+        metrics.LEG_OUTCOMES.labels(leg.name, "answered").inc()
+        call.log.info(
+            "leg answered",
+            extra={"action": "leg_answered", "leg": leg.name, "channel_id": leg.channel_id},
+        )
+        return None
+
+    async def _pace(self) -> None:
+        """Wait for a TWOWAY_MAX_CPS token, or until the session is stopped."""
+        token = asyncio.ensure_future(self._limiter.acquire())
+        stopped = asyncio.ensure_future(self._call.inbox.stopped.wait())
+        await asyncio.wait((token, stopped), return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (token, stopped):
+            waiter.cancel()
+
+    async def _endpoint(self, leg: LegPlan) -> str:
+        cfg = self._call.cfg
+        if not cfg.dynamic_identity or leg.ha1 is None:
+            return cfg.trunk_endpoint
+        key = await self._identities.acquire(leg.auth_user, leg.ha1)
+        self._identity_keys.append(key)
+        return self._identities.endpoint_id(key)
+
+    async def release_identities(self) -> None:
+        for key in self._identity_keys:
+            await self._identities.release(key)
+        self._identity_keys.clear()
+
+    async def _place(
+        self, name: LegName, channel_id: str, plan: LegPlan, call_id: str, timeout: float
+    ) -> Leg | str:
+        """Identity objects, then the originate: the leg, or why it could not be placed."""
+        try:
+            endpoint = await self._endpoint(plan)
+        except AriError as exc:
+            return f"identity objects refused: {exc}"
+        leg = await self._originate(name, channel_id, endpoint, plan, call_id, timeout)
+        return leg if leg is not None else "originate refused by Asterisk"
+
+    async def _originate(
+        self,
+        name: LegName,
+        channel_id: str,
+        endpoint: str,
+        plan: LegPlan,
+        call_id: str,
+        timeout: float,
+    ) -> Leg | None:
+        call = self._call
+        # Registered before the REST call: its events may arrive before the response.
+        leg = call.legs.add(
+            Leg(name=name, channel_id=channel_id, timeout=timeout, originated_at=call.now())
+        )
+        variables: dict[str, str] = {}
+        if call.cfg.call_id_header:
+            variables[f"PJSIP_HEADER(add,{call.cfg.call_id_header})"] = call_id
+        try:
+            await call.ari.originate(
+                endpoint=f"PJSIP/{plan.number}@{endpoint}",
+                channel_id=channel_id,
+                app=call.cfg.app,
+                app_args=["callback", str(call.req.id), name],
+                caller_id=f"<{plan.caller_id}>",
+                timeout=max(1, round(timeout)),
+                variables=variables,
+            )
+        except AriError as exc:
+            call.log.warning(
+                "originate failed: %s",
+                exc,
+                extra={"action": "originate_failed", "leg": name, "channel_id": channel_id},
+            )
+            # A timed-out request may still have created the channel: make sure it is gone.
+            await hang_up(call, leg)
+            leg.end(call.now())
+            return None
+        leg.confirmed_at = call.now()
+        metrics.ORIGINATED.labels(name).inc()
+        call.log.info(
+            "originated", extra={"action": "originate", "leg": name, "channel_id": channel_id}
+        )
+        return leg
