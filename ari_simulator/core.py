@@ -1,4 +1,4 @@
-"""The simulated Asterisk core: channels, the far end's script, hangups.
+"""The simulated Asterisk core: channels, originates, hangups (the far end's script: ``farend``).
 
 Each step of a call is a ``loop.call_later`` timer held by its channel (no task per channel),
 so thousands of live channels cost a few timer handles each. Event sequences, fields and causes
@@ -14,63 +14,28 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ari_simulator import events
 from ari_simulator.apps import AppRegistry
 from ari_simulator.bridges import Bridges
 from ari_simulator.causes import (
-    AUTH_MISSING,
-    AUTH_REJECTED,
     EXPLICIT_HANGUP,
-    FAILURES,
     HANGUP_REASONS,
     NORMAL_CLEARING,
-    Failure,
     dial_status,
     sip_for_cause,
 )
 from ari_simulator.config import Script, SimulatorConfig
-from ari_simulator.dynconfig import DynamicConfig, auth_ha1, md5_hex
+from ari_simulator.dynconfig import DynamicConfig
 from ari_simulator.errors import AriHttpError, SimulatorError, allocation_failed
+from ari_simulator.farend import FarEnd
 from ari_simulator.model import DIAL_APP, DIAL_APP_DATA, SimChannel
+from ari_simulator.originate import Originate, parse_callerid, ring_timeout_s
 
 log = logging.getLogger(__name__)
 
 MAX_UNIQUEID = 149  # AST_MAX_PUBLIC_UNIQUEID
 INBOUND_PREFIX = "ani_2way_"  # Stasis(app,ani_2way,${EXTEN:9}) in the lab dialplan
-
-
-@dataclass(slots=True)
-class Originate:
-    """The parameters of ``POST /channels`` that the simulator uses."""
-
-    endpoint: str
-    app: str | None = None
-    app_args: str = ""
-    extension: str | None = None
-    caller_id: str = ""
-    timeout: int = 30
-    channel_id: str | None = None
-    variables: dict[str, str] = field(default_factory=dict)
-
-
-def parse_callerid(value: str) -> tuple[str, str]:
-    """``"Name <number>"`` -> (name, number), like ast_callerid_parse."""
-    value = value.strip()
-    if value.endswith(">") and "<" in value:
-        name, _, rest = value.partition("<")
-        return name.strip().strip('"'), rest[:-1].strip()
-    if value and all(c in "0123456789+*#-(). " for c in value):
-        return "", value
-    return value, ""
-
-
-def _ring_timeout_s(timeout: int) -> float | None:
-    """Originate ``timeout``: seconds; -1 rings forever; 0 or nonsense means 30 (ast_dial)."""
-    if timeout > 0:
-        return float(timeout)
-    return None if timeout == -1 else 30.0
 
 
 class Pbx:
@@ -80,6 +45,7 @@ class Pbx:
         self.notify = notify
         self.config = DynamicConfig(cfg)
         self.bridges = Bridges(self)
+        self.far_end = FarEnd(self)
         self.channels: dict[str, SimChannel] = {}
         self.ended: OrderedDict[str, SimChannel] = OrderedDict()
         self.scripts: dict[str, Script] = {}
@@ -97,7 +63,7 @@ class Pbx:
         if ch.subscribed and ch.app is not None:
             self.apps.deliver(ch.app, event)
 
-    def _after(self, ch: SimChannel, ms: int, step: Callable[..., None], *args: object) -> None:
+    def after(self, ch: SimChannel, ms: int, step: Callable[..., None], *args: object) -> None:
         loop = asyncio.get_running_loop()
         if ms <= 0:  # call_soon keeps FIFO order; equal call_later deadlines need not
             ch.timers.append(loop.call_soon(step, ch, *args))
@@ -175,93 +141,17 @@ class Pbx:
             args=req.app_args.split(",") if req.app_args else [],
             variables=dict(req.variables),
             script=script,
-            timeout_s=_ring_timeout_s(req.timeout),
+            timeout_s=ring_timeout_s(req.timeout),
         )
         self.channels[uid] = ch
         # stasis_app_subscribe_channel() only works for an app Asterisk knows
         ch.subscribed = req.app is not None and self.apps.registered(req.app)
         self.emit(ch, events.dial(ch, ""))
-        self._plan(ch, script, endpoint)
+        self.far_end.plan(ch, script, endpoint)
         self.notify()
         return ch
 
-    def _plan(self, ch: SimChannel, script: Script, endpoint: dict[str, str]) -> None:
-        """Schedule what the far end does."""
-        if ch.timeout_s is not None:
-            self._after(ch, int(ch.timeout_s * 1000), self._ring_timeout)
-        start = script.setup_ms
-        auth = self._auth_failure(endpoint)
-        if auth is not None:
-            self._after(ch, start, self._fail, auth[0], auth[1])
-        elif script.action == "noanswer":
-            self._after(ch, start, self._ringing)
-        elif script.action == "answer":
-            delay = script.ring_ms + script.answer_after_ms
-            if delay:
-                self._after(ch, start, self._ringing)
-            self._after(ch, start + delay, self._answer)
-        else:
-            if script.ring_ms:
-                self._after(ch, start, self._ringing)
-            failure = FAILURES[script.action]
-            self._after(ch, start + script.ring_ms, self._fail, failure, script.action)
-
-    def _auth_failure(self, endpoint: dict[str, str]) -> tuple[Failure, str] | None:
-        """The softswitch's digest check of the endpoint's outbound_auth."""
-        cfg = self.cfg
-        auth_id = endpoint.get("outbound_auth", "").split(",")[0]
-        if not auth_id:
-            return (AUTH_MISSING, "auth_missing") if cfg.trunk_requires_auth else None
-        auth = self.config.auth(auth_id)
-        if auth is None:  # named credentials that do not exist: the 401 cannot be answered
-            return AUTH_MISSING, "auth_missing"
-        if cfg.accept_any_digest:
-            return None
-        user, realm = auth.get("username", ""), auth.get("realm", "")
-        password = cfg.accounts.get(user)
-        if password is None or realm not in ("", cfg.realm):
-            return AUTH_REJECTED, "auth_rejected"
-        if auth_ha1(auth, cfg.realm) != md5_hex(f"{user}:{cfg.realm}:{password}"):
-            return AUTH_REJECTED, "auth_rejected"
-        return None
-
-    # --- far-end steps (timer callbacks) -------------------------------------------------
-
-    def _ringing(self, ch: SimChannel) -> None:
-        if ch.ended or ch.state != "Down":
-            return
-        first = ch.script.dial_ringing_first if ch.script else None
-        dial_first = self.v16 if first is None else first
-        if dial_first:
-            self.emit(ch, events.dial(ch, "RINGING"))
-            ch.state = "Ringing"
-            self.emit(ch, events.state_change(ch))
-        else:
-            ch.state = "Ringing"
-            self.emit(ch, events.state_change(ch))
-            self.emit(ch, events.dial(ch, "RINGING"))
-        self.notify()
-
-    def _answer(self, ch: SimChannel) -> None:
-        if ch.ended:
-            return
-        ch.state = "Up"
-        ch.answered = True
-        self.emit(ch, events.state_change(ch))
-        self.emit(ch, events.dial(ch, "ANSWER"))
-        if ch.app is not None:
-            if not self.apps.active(ch.app):
-                # Stasis(): "app not registered/active" -> the dial thread hangs up
-                log.warning("channel %s answered but app %s is not connected", ch.id, ch.app)
-                self._finish(ch, NORMAL_CLEARING, end="stasis_failed")
-                return
-            self._enter_stasis(ch)
-        script = ch.script
-        if script is not None and script.hangup_after_ms is not None:
-            self._after(ch, script.hangup_after_ms, self._far_end_bye)
-        self.notify()
-
-    def _enter_stasis(self, ch: SimChannel) -> None:
+    def enter_stasis(self, ch: SimChannel) -> None:
         assert ch.app is not None
         ch.subscribed = True
         ch.in_stasis = True
@@ -270,27 +160,6 @@ class Pbx:
         if ch.outbound:
             self.emit(ch, events.varset(ch, "STASISSTATUS", ""))
         self.emit(ch, events.stasis_start(ch))
-
-    def _fail(self, ch: SimChannel, failure: Failure, end: str) -> None:
-        if ch.ended or ch.answered:
-            return
-        tech = None if self.v16 else failure.sip
-        self.emit(ch, events.hangup_request(ch, failure.cause, tech_cause=tech))
-        self.emit(ch, events.dial(ch, dial_status(failure.cause)))
-        self._finish(ch, failure.cause, tech_cause=tech, end=end)
-
-    def _ring_timeout(self, ch: SimChannel) -> None:
-        if ch.ended or ch.answered:
-            return
-        # 16 (and 20 < 20.18, 22 < 22.8) report cause 0; newer ones 19 with the 480
-        if self.v16:
-            self._finish(ch, 0, end="noanswer")
-        else:
-            self._finish(ch, 19, tech_cause=480, end="noanswer")
-
-    def _far_end_bye(self, ch: SimChannel) -> None:
-        if not ch.ended:
-            self.far_end_hangup(ch.id)
 
     # --- hangups -------------------------------------------------------------------------
 
@@ -316,7 +185,7 @@ class Pbx:
         if ch.outbound and not ch.answered:  # still dialling: Asterisk cancels the INVITE
             self.emit(ch, events.hangup_request(ch, EXPLICIT_HANGUP, soft=True))
             self.emit(ch, events.dial(ch, dial_status(cause)))
-            self._finish(ch, cause, end="cancelled")
+            self.finish(ch, cause, end="cancelled")
             return
         if not ch.answered:
             ch.sip_final = sip_for_cause(cause)  # an inbound call rejected without answer
@@ -358,7 +227,7 @@ class Pbx:
             if not ch.outbound:
                 ch.subscribed = False  # back in the dialplan: the app hears no more of it
             self.emit(ch, events.varset(ch, "STASISSTATUS", "SUCCESS"))
-        self._finish(ch, cause, end=end)
+        self.finish(ch, cause, end=end)
 
     def _emit_rtp_stats(self, ch: SimChannel) -> None:
         peers = self.bridges.peers(ch)
@@ -367,7 +236,7 @@ class Pbx:
             for peer in peers:
                 self.emit(peer, events.varset(peer, f"{variable}BRIDGED", value))
 
-    def _finish(
+    def finish(
         self, ch: SimChannel, cause: int, *, tech_cause: int | None = None, end: str
     ) -> None:
         """The channel is destroyed: last event, then it moves to ``ended``."""
@@ -476,9 +345,9 @@ class Pbx:
         self.channels[uid] = ch
         if not self.apps.active(app):
             log.warning("inbound call %s: app %s is not connected, Stasis() fails", ch.id, app)
-            self._finish(ch, NORMAL_CLEARING, end="stasis_failed")
+            self.finish(ch, NORMAL_CLEARING, end="stasis_failed")
             return ch
-        self._enter_stasis(ch)
+        self.enter_stasis(ch)
         self.notify()
         return ch
 

@@ -8,10 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ari_simulator.core import Originate, Pbx
+from ari_simulator.core import Pbx
 from ari_simulator.errors import AriHttpError
 from ari_simulator.events import timestamp
 from ari_simulator.middleware import json_response, no_content, read_json
+from ari_simulator.originate import Originate
 
 VERSION_STRINGS = {16: "16.30.1", 20: "20.20.1", 22: "22.10.1"}
 _MODULES = (
