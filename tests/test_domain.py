@@ -10,6 +10,7 @@ from typing import get_args
 
 import pytest
 
+from stasis_app.api.schemas import Callback
 from stasis_app.api.schemas import Status as ApiStatus
 from stasis_app.domain.request import FINAL_STATUSES, LIVE_STATUSES, Result, Source, Status
 
@@ -36,8 +37,9 @@ def test_enum_values_are_the_sql_values(enum: type, constraint: str) -> None:
     assert {member.value for member in enum} == check_values(constraint)
 
 
-def test_api_statuses_are_the_domain_statuses() -> None:
+def test_api_statuses_and_sources_are_the_domain_ones() -> None:
     assert set(get_args(ApiStatus)) == {status.value for status in Status}
+    assert set(get_args(Callback.model_fields["source"].annotation)) == {s.value for s in Source}
 
 
 def test_every_status_is_pending_live_or_final() -> None:
