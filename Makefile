@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv demo test lint typecheck pytest test-embedded bench clean
+.PHONY: venv demo test lint typecheck pytest test-embedded test-asterisk bench clean
 
 $(BIN)/twoway-callback: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ pytest: venv
 # The database tests again, on an embedded Postgres (CI runs both).
 test-embedded: venv
 	TWOWAY_TEST_DB=embedded $(BIN)/pytest -q tests/test_schema.py tests/test_queue.py
+
+# The real-Asterisk tests once per binary (22, then 16); `make test` runs them on the first
+# Asterisk it finds (TWOWAY_TEST_ASTERISK, /opt/asterisk-22, the distribution's).
+ASTERISK_BINARIES ?= /opt/asterisk-22/sbin/asterisk /opt/asterisk-16/sbin/asterisk
+test-asterisk: venv
+	@for binary in $(ASTERISK_BINARIES); do \
+	  echo "== tests/integration on $$binary"; \
+	  TWOWAY_TEST_ASTERISK=$$binary $(BIN)/pytest -q -rs -m asterisk tests/integration || exit 1; \
+	done
 
 test: lint typecheck pytest
 
