@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import aiohttp
+
 from tests.integration.asterisk import Asterisk
 from tests.integration.service import ServiceProcess
 from tests.integration.softswitch import SIPP_REALM, Dialog, SipMessage, Softswitch
@@ -54,3 +56,22 @@ async def ended_dialogs(softswitch: Softswitch, *numbers: str) -> dict[str, Dial
 
     await until(done, CALL_TIMEOUT)
     return {number: softswitch.dialogs_to(number)[-1] for number in numbers}
+
+
+async def readiness(service: ServiceProcess) -> tuple[int, list[str]]:
+    """/readyz of the service: (status, the parts it reports down)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{service.http_url}/readyz") as response,
+    ):
+        body = await response.json(content_type=None)
+        return response.status, list(body.get("down", [])) if isinstance(body, dict) else []
+
+
+def channel_name(asterisk: Asterisk, channel_id: str) -> str | None:
+    """The channel name of an ARI channel id (its uniqueid), None when it is gone."""
+    for line in asterisk.cli("core show channels concise").splitlines():
+        fields = line.split("!")
+        if fields[-1] == channel_id:
+            return fields[0]
+    return None

@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.integration.asterisk import Asterisk
-from tests.integration.processes import kill_group, spawn, stop
+from tests.integration.processes import free_port, kill_group, spawn, stop
 from tests.integration.softswitch import SIPP_REALM
 
 
@@ -19,7 +19,13 @@ class ServiceProcess:
     db_url: str
     asterisk: Asterisk
     log: Path
+    http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        """The service's own HTTP server (API, /metrics, /healthz, /readyz)."""
+        return f"http://127.0.0.1:{self.http_port}"
 
     def environment(self, **overrides: str) -> dict[str, str]:
         return {
@@ -29,7 +35,7 @@ class ServiceProcess:
             "TWOWAY_ARI_USER": "twoway",
             "TWOWAY_ARI_PASSWORD": self.asterisk.addresses.ari_password,
             "TWOWAY_SIP_REALM": SIPP_REALM,
-            "TWOWAY_HTTP_LISTEN": "127.0.0.1:0",
+            "TWOWAY_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
             "TWOWAY_INSTANCE_ID": "asterisk-test",
             "TWOWAY_LOG_FORMAT": "json",
             "TWOWAY_LOG_LEVEL": "INFO",

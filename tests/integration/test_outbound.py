@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import datetime
+
 import asyncpg
 import pytest
 
-from tests.integration.calls import CALL_TIMEOUT, digest_matches, ended_dialogs, ha1, start_service
+from tests.integration.asterisk import Asterisk
+from tests.integration.calls import (
+    CALL_TIMEOUT,
+    digest_matches,
+    ended_dialogs,
+    ha1,
+    start_service,
+)
 from tests.integration.service import ServiceProcess
-from tests.integration.softswitch import Line, Softswitch
-from tests.test_callflow import final_row
+from tests.integration.softswitch import BUSY, RING, Line, Softswitch
+from tests.test_callflow import final_row, insert, row_of, until
 
 pytestmark = pytest.mark.asterisk
 
@@ -66,4 +75,150 @@ async def test_seed_insert_verbatim(
     assert leg_b.header("X-Callback-Call-ID") == row["twoway_call_id"] == f"{row['call_id']}-2way"
     # The destination hung up; Asterisk then hung up the user.
     assert (leg_a.ended_by, leg_b.ended_by) == ("asterisk", "softswitch")
-    print(dict(row))
+
+
+def _identity(**columns: object) -> dict[str, object]:
+    return {"username": "801", "authname": "902", "md5secret": ha1("902", PASSWORD), **columns}
+
+
+AUTH = ("902", PASSWORD)
+
+
+async def test_leg_a_busy_then_retried(
+    pool: asyncpg.Pool, softswitch: Softswitch, service: ServiceProcess
+) -> None:
+    softswitch.start({"87654321": Line("reject", 486, auth=AUTH)})
+    await start_service(service)
+    # A long retry delay holds the retry until the softswitch has changed its mind.
+    rid = await insert(pool, **_identity(retry_delay=datetime.timedelta(hours=1), max_attempts=2))
+
+    async def back_in_queue() -> bool:
+        row = await row_of(pool, rid)
+        return row["status"] == "pending" and row["attempts"] == 1
+
+    await until(back_in_queue, CALL_TIMEOUT)
+    first = await row_of(pool, rid)
+    assert (first["result"], first["leg_a_cause"]) == ("callback_busy", 17)
+    busy = softswitch.dialogs_to("87654321")
+    assert [d.final_status for d in busy] == [486]
+    softswitch.stop()
+    softswitch.start(
+        {
+            "87654321": Line("answer", auth=AUTH),
+            "12345": Line("answer", auth=AUTH, hangup_after_ms=TALK_MS),
+        }
+    )
+    await pool.execute("UPDATE callback_requests SET next_call = now() WHERE id = $1", rid)
+    row = await final_row(pool, rid, timeout=CALL_TIMEOUT + TALK_MS / 1000)
+    assert (row["status"], row["result"], row["attempts"]) == ("completed", "answered", 2)
+    calls = await ended_dialogs(softswitch, "87654321", "12345")
+    # The retry is a new SIP call with the row's own Call-ID header again.
+    assert calls["87654321"].call_id not in {d.call_id for d in busy}
+    assert calls["87654321"].call_id == row["leg_a_sip_call_id"]
+    assert calls["87654321"].header("X-Callback-Call-ID") == row["call_id"]
+    assert row["leg_a_channel_id"].endswith("-2a")
+
+
+async def test_leg_a_no_answer(
+    asterisk: Asterisk, pool: asyncpg.Pool, softswitch: Softswitch, service: ServiceProcess
+) -> None:
+    softswitch.start({"87654321": RING})
+    ring_timeout = 3
+    await start_service(service, TWOWAY_LEG_A_TIMEOUT=str(ring_timeout))
+    rid = await insert(pool, **_identity(max_attempts=1))
+    row = await final_row(pool, rid, timeout=CALL_TIMEOUT + ring_timeout)
+    assert (row["status"], row["result"]) == ("failed", "callback_no_answer")
+    # Asterisk 22.8+ reports 19 when the originate timeout expires; 16 (and older 20/22) 0.
+    assert row["leg_a_cause"] == (19 if asterisk.version >= (22, 8) else 0)
+    calls = await ended_dialogs(softswitch, "87654321")
+    assert calls["87654321"].ended_by == "asterisk"  # CANCEL
+    assert calls["87654321"].final_status == 487
+    assert softswitch.dialogs_to("12345") == []
+
+
+async def test_destination_busy(
+    asterisk: Asterisk, pool: asyncpg.Pool, softswitch: Softswitch, service: ServiceProcess
+) -> None:
+    softswitch.start({"87654321": Line("answer", auth=AUTH), "12345": BUSY})
+    await start_service(service)
+    rid = await insert(pool, **_identity())
+    row = await final_row(pool, rid, timeout=CALL_TIMEOUT)
+    assert (row["status"], row["result"]) == ("failed", "destination_busy")
+    assert row["leg_b_cause"] == 17
+    # The SIP code arrives as tech_cause from 20.17 / 22.7 on; 16 has none.
+    assert row["leg_b_sip_code"] == (486 if asterisk.version >= (22, 7) else None)
+    calls = await ended_dialogs(softswitch, "87654321", "12345")
+    assert calls["12345"].final_status == 486
+    assert calls["87654321"].ended_by == "asterisk"
+    assert calls["12345"].header("X-Callback-Call-ID") == row["twoway_call_id"]
+
+
+async def test_user_hangs_up_while_destination_rings(
+    asterisk: Asterisk, pool: asyncpg.Pool, softswitch: Softswitch, service: ServiceProcess
+) -> None:
+    softswitch.start(
+        {"87654321": Line("answer", auth=AUTH, hangup_after_ms=TALK_MS), "12345": RING}
+    )
+    await start_service(service, TWOWAY_LEG_B_TIMEOUT="60")
+    rid = await insert(pool, **_identity())
+    row = await final_row(pool, rid, timeout=CALL_TIMEOUT + TALK_MS / 1000)
+    assert (row["status"], row["result"]) == ("failed", "user_hangup")
+    calls = await ended_dialogs(softswitch, "87654321", "12345")
+    assert calls["87654321"].ended_by == "softswitch"
+    assert calls["12345"].ended_by == "asterisk"  # CANCEL of the ringing destination
+    assert calls["12345"].final_status == 487
+    # The far end hanging up a channel outside a bridge: 16 on Asterisk 16, 0 on 20 and 22.
+    assert row["leg_a_cause"] == (16 if asterisk.version < (20,) else 0)
+
+
+async def test_cancel_while_bridged(
+    pool: asyncpg.Pool, softswitch: Softswitch, service: ServiceProcess
+) -> None:
+    softswitch.start({"87654321": Line("answer", auth=AUTH), "12345": Line("answer", auth=AUTH)})
+    await start_service(service)
+    rid = await insert(pool, **_identity())
+
+    async def bridged() -> bool:
+        return (await row_of(pool, rid))["status"] == "bridged"
+
+    await until(bridged, CALL_TIMEOUT)
+    await pool.execute("UPDATE callback_requests SET status = 'cancelled' WHERE id = $1", rid)
+    row = await final_row(pool, rid, timeout=CALL_TIMEOUT)
+    assert (row["status"], row["result"]) == ("cancelled", "cancelled")
+    calls = await ended_dialogs(softswitch, "87654321", "12345")
+    assert (calls["87654321"].ended_by, calls["12345"].ended_by) == ("asterisk", "asterisk")
+
+
+async def test_identity_overrides(
+    pool: asyncpg.Pool, softswitch: Softswitch, service: ServiceProcess
+) -> None:
+    softswitch.start(
+        {
+            "87654321": Line("answer", auth=AUTH),
+            "12345": Line("answer", auth=("903", "pw-903"), hangup_after_ms=TALK_MS),
+        }
+    )
+    await start_service(service)
+    rid = await insert(
+        pool,
+        **_identity(
+            original_set_cli="4930111",
+            twoway_cli="4930999",
+            twoway_authname="903",
+            twoway_md5secret=ha1("903", "pw-903"),
+            call_id="preset-call-id-a",
+            twoway_call_id="preset-call-id-b",
+        ),
+    )
+    row = await final_row(pool, rid, timeout=CALL_TIMEOUT + TALK_MS / 1000)
+    assert (row["status"], row["result"]) == ("completed", "answered")
+    calls = await ended_dialogs(softswitch, "87654321", "12345")
+    leg_a, leg_b = calls["87654321"], calls["12345"]
+    assert (leg_a.from_user, leg_b.from_user) == ("4930111", "4930999")
+    assert leg_a.invites[-1].digest()["username"] == "902"
+    assert leg_b.invites[-1].digest()["username"] == "903"
+    assert digest_matches(leg_a.invites[-1], row["md5secret"])
+    assert digest_matches(leg_b.invites[-1], row["twoway_md5secret"])
+    assert leg_a.header("X-Callback-Call-ID") == "preset-call-id-a"
+    assert leg_b.header("X-Callback-Call-ID") == "preset-call-id-b"
+    assert (row["call_id"], row["twoway_call_id"]) == ("preset-call-id-a", "preset-call-id-b")
