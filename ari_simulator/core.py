@@ -170,11 +170,15 @@ class Pbx:
             raise SimulatorError(f"no live channel {channel_id!r}")
         if ch.outbound and not ch.answered:
             raise SimulatorError(f"channel {channel_id!r} is not answered: use a script to fail")
-        # 16: cause 16 on both events; 20/22: no cause on the request, 0 when destroyed
+        # 16: cause 16 on both events. 20/22: no cause on the request; ChannelDestroyed says
+        # 0 outside a bridge, but 16 for a bridged channel: the bridge core kicks a channel
+        # that hangs up with AST_CAUSE_NORMAL_CLEARING, which becomes its hangup cause
+        # (measured on 22.10.1 with sipp).
         if self.v16:
             self._hangup_in_call(ch, NORMAL_CLEARING, NORMAL_CLEARING, "far_end_hangup")
         else:
-            self._hangup_in_call(ch, None, 0, "far_end_hangup")
+            cause = NORMAL_CLEARING if ch.bridge_id is not None else 0
+            self._hangup_in_call(ch, None, cause, "far_end_hangup")
 
     def app_hangup(self, channel_id: str, reason: str | None, reason_code: str | None) -> None:
         """``DELETE /channels/{id}``."""

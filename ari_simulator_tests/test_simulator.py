@@ -395,6 +395,35 @@ async def test_hangup_after_ms_sends_bye(make: Make) -> None:
     assert sim.channel(channel["id"]).end == "far_end_hangup"
 
 
+@pytest.mark.parametrize(("version", "request_cause"), [(16, 16), (20, None), (22, None)])
+async def test_far_end_bye_in_a_bridge_is_normal_clearing(
+    make: Make, version: int, request_cause: int | None
+) -> None:
+    # Measured with sipp on 16.30.1 and 22.10.1: a bridged channel whose far end sends BYE
+    # is destroyed with cause 16 everywhere (outside a bridge 20/22 say 0, as above).
+    sim, client, sock = await connected(make, version=version)
+    legs = [await client.originate("1"), await client.originate("2")]
+    await sock.until("StasisStart")
+    await sock.until("StasisStart")
+    await client.call("POST", "/bridges", {"bridgeId": "b1"})
+    channels = ",".join(leg["id"] for leg in legs)
+    assert await client.call("POST", "/bridges/b1/addChannel", {"channel": channels}) == (
+        204,
+        None,
+    )
+    await sim.far_end_hangup(legs[1]["id"])
+    got = await sock.until("ChannelDestroyed")
+    hangup = next(e for e in got if e["type"] == "ChannelHangupRequest")
+    assert hangup.get("cause") == request_cause
+    assert types(got)[-4:] == [
+        "ChannelHangupRequest",
+        "ChannelLeftBridge",
+        "StasisEnd",
+        "ChannelDestroyed",
+    ]
+    assert (got[-1]["channel"]["id"], got[-1]["cause"]) == (legs[1]["id"], 16)
+
+
 async def test_far_end_hangup_needs_an_answered_call(make: Make) -> None:
     sim, client, sock = await connected(make)
     sim.script("1", Script(action="noanswer"))
