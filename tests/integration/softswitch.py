@@ -289,6 +289,33 @@ class Dialog:
         )
 
 
+def _sipp_argv(script: Path, port: int, log: Path, *extra: str) -> list[str]:
+    """sipp on 127.0.0.1 only (SIP, media and control sockets), logging every message."""
+    return [
+        find_sipp() or "sipp",
+        *extra,
+        "-sf",
+        str(script),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-bind_local",
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        str(free_udp_port()),
+        "-ci",
+        "127.0.0.1",
+        "-cp",
+        str(free_udp_port()),
+        "-nostdin",
+        "-trace_msg",
+        "-message_file",
+        str(log),
+    ]
+
+
 @dataclass
 class Softswitch:
     """sipp answering as the softswitch on `port`, playing `lines` per dialled number."""
@@ -304,33 +331,8 @@ class Softswitch:
         script.write_text(scenario(lines))
         self.log = self.root / "softswitch-messages.log"
         self.log.write_text("")
-        argv = [
-            find_sipp() or "sipp",
-            "-sf",
-            str(script),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-bind_local",
-            "-mi",
-            "127.0.0.1",
-            "-mp",
-            str(free_udp_port()),
-            "-ci",
-            "127.0.0.1",
-            "-cp",
-            str(free_udp_port()),
-            "-nostdin",
-            "-default_behaviors",
-            "none",
-            "-trace_msg",
-            "-message_file",
-            str(self.log),
-            "-trace_err",
-            "-error_file",
-            str(self.root / "softswitch-errors.log"),
-        ]
+        argv = _sipp_argv(script, self.port, self.log, "-default_behaviors", "none")
+        argv += ["-trace_err", "-error_file", str(self.root / "softswitch-errors.log")]
         self.proc = spawn(argv, self.root / "softswitch-screen.log")
         wait_for(self._listening, 20, "sipp to listen")
         return self
@@ -419,34 +421,8 @@ def inbound_call(
     script = root / "caller.xml"
     script.write_text(CALLER_SCENARIO.format(number=number, caller=caller, expect=expect, sdp=_SDP))
     log = root / "caller-messages.log"
-    argv = [
-        find_sipp() or "sipp",
-        f"127.0.0.1:{asterisk_port}",
-        "-sf",
-        str(script),
-        "-m",
-        "1",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(free_udp_port()),
-        "-bind_local",
-        "-mi",
-        "127.0.0.1",
-        "-mp",
-        str(free_udp_port()),
-        "-ci",
-        "127.0.0.1",
-        "-cp",
-        str(free_udp_port()),
-        "-nostdin",
-        "-timeout",
-        f"{int(timeout)}s",
-        "-timeout_error",
-        "-trace_msg",
-        "-message_file",
-        str(log),
-    ]
+    argv = _sipp_argv(script, free_udp_port(), log, f"127.0.0.1:{asterisk_port}", "-m", "1")
+    argv += ["-timeout", f"{int(timeout)}s", "-timeout_error"]
     proc = spawn(argv, root / "caller-screen.log")
     try:
         returncode = proc.wait(timeout=timeout + 10)

@@ -18,6 +18,7 @@ from tests.integration.calls import (
 from tests.integration.service import ServiceProcess
 from tests.integration.softswitch import BUSY, RING, Line, Softswitch
 from tests.test_callflow import final_row, insert, row_of, until
+from tests.test_schema import SEED_INSERT
 
 pytestmark = pytest.mark.asterisk
 
@@ -38,24 +39,7 @@ async def test_seed_insert_verbatim(
     )
     await start_service(service)
     # The seed's example, as written there (only <md5secret> filled in).
-    rid = await pool.fetchval(
-        f"""
-  INSERT INTO callback_requests (
-     username,
-     authname,
-     md5secret,
-     original_cli,
-     original_cld
-  )
-  VALUES (
-    '801',
-    '902',
-    '{secret}',
-    '87654321',
-    '2way_12345'
-  )
-  RETURNING id"""
-    )
+    rid = await pool.fetchval(SEED_INSERT.replace("<md5secret>", secret) + " RETURNING id")
     row = await final_row(pool, rid, timeout=CALL_TIMEOUT + TALK_MS / 1000)
     calls = await ended_dialogs(softswitch, "87654321", "12345")
     leg_a, leg_b = calls["87654321"], calls["12345"]
@@ -63,6 +47,8 @@ async def test_seed_insert_verbatim(
     assert (row["status"], row["result"]) == ("completed", "answered")
     assert row["result_reason"] == "destination hung up"
     assert row["attempts"] == 1
+    # The destination's BYE in the bridge is normal clearing (16) on every version.
+    assert (row["leg_a_cause"], row["leg_b_cause"]) == (16, 16)
     # What the softswitch received, leg by leg.
     assert (leg_a.from_user, leg_b.from_user) == ("87654321", "801")
     for dialog in (leg_a, leg_b):
