@@ -27,6 +27,7 @@ from stasis_app.callflow.resync import Resync
 from stasis_app.config import IdentityMode, Settings
 from stasis_app.domain.request import LIVE_STATUSES
 from stasis_app.inbound import InboundTrigger
+from stasis_app.store.admission import AdmissionGate
 from stasis_app.store.database import create_pool, database_url
 from stasis_app.store.inbound import InboundStore
 from stasis_app.store.listener import NotifyListener
@@ -170,9 +171,10 @@ async def running_service(
             free_slots=engine.free_slots,
             on_claimed=engine.admit,
             on_recovered=engine.adopt,
+            admit=AdmissionGate(pool, settings.destination_policy, settings.limits),
         )
         engine.on_slot_freed = watcher.wake
-        inbound = InboundTrigger(ari.rest, InboundStore(pool), settings)
+        inbound = InboundTrigger(ari.rest, InboundStore(pool, settings.inbound_limits), settings)
         engine.on_foreign_start = inbound.on_start
         watcher.paused = True  # until the ARI WebSocket is up: no Stasis app, no originate
 

@@ -11,8 +11,18 @@ import socket
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stasis_app.domain.policy import (
+    DestinationPolicy,
+    InboundLimits,
+    Limits,
+    Numbering,
+    PrefixRules,
+    parse_hourly_limits,
+    parse_prefixes,
+)
 
 
 class IdentityMode(StrEnum):
@@ -111,6 +121,21 @@ class Settings(BaseSettings):
     max_cps: float = Field(default=10.0, gt=0)
     shutdown_grace: float = Field(default=30.0, ge=0)
 
+    # --- toll-fraud defences (docs/security.md); empty or 0: off, the seed's behaviour -------
+    destination_allow_prefixes: str = ""  # leg B: comma-separated digit prefixes
+    destination_deny_prefixes: str = ""
+    callback_allow_prefixes: str = ""  # leg A
+    callback_deny_prefixes: str = ""
+    number_international_prefix: str = "00"  # normalisation before prefix matching
+    number_national_prefix: str = ""  # e.g. 0: replaced by number_country_code
+    number_country_code: str = ""
+    user_max_live: int = Field(default=0, ge=0)  # per username, across instances
+    user_max_per_hour: int = Field(default=0, ge=0)
+    user_max_per_day: int = Field(default=0, ge=0)
+    destination_hourly_limits: str = ""  # prefix=count,...
+    inbound_max_per_caller_hour: int = Field(default=0, ge=0)
+    inbound_max_per_minute: int = Field(default=0, ge=0)  # spike guard, all callers
+
     # --- logging --------------------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
@@ -127,6 +152,38 @@ class Settings(BaseSettings):
             parse_listen(value)
         return value
 
+    @field_validator(
+        "destination_allow_prefixes",
+        "destination_deny_prefixes",
+        "callback_allow_prefixes",
+        "callback_deny_prefixes",
+    )
+    @classmethod
+    def _valid_prefixes(cls, value: str) -> str:
+        parse_prefixes(value)
+        return value
+
+    @field_validator("number_international_prefix", "number_national_prefix", "number_country_code")
+    @classmethod
+    def _digits(cls, value: str) -> str:
+        if value and not (value.isascii() and value.isdigit()):
+            raise ValueError("must be digits")
+        return value
+
+    @model_validator(mode="after")
+    def _national_needs_country(self) -> Settings:
+        if bool(self.number_national_prefix) != bool(self.number_country_code):
+            raise ValueError(
+                "TWOWAY_NUMBER_NATIONAL_PREFIX and TWOWAY_NUMBER_COUNTRY_CODE go together"
+            )
+        return self
+
+    @field_validator("destination_hourly_limits")
+    @classmethod
+    def _valid_hourly_limits(cls, value: str) -> str:
+        parse_hourly_limits(value)
+        return value
+
     @property
     def api_token_list(self) -> list[str]:
         return [t.strip() for t in self.api_tokens.get_secret_value().split(",") if t.strip()]
@@ -134,3 +191,38 @@ class Settings(BaseSettings):
     @property
     def effective_instance_id(self) -> str:
         return self.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def destination_policy(self) -> DestinationPolicy:
+        return DestinationPolicy(
+            numbering=Numbering(
+                self.number_international_prefix,
+                self.number_national_prefix,
+                self.number_country_code,
+            ),
+            destination=PrefixRules(
+                parse_prefixes(self.destination_allow_prefixes),
+                parse_prefixes(self.destination_deny_prefixes),
+                "TWOWAY_DESTINATION_ALLOW_PREFIXES",
+                "TWOWAY_DESTINATION_DENY_PREFIXES",
+            ),
+            callback=PrefixRules(
+                parse_prefixes(self.callback_allow_prefixes),
+                parse_prefixes(self.callback_deny_prefixes),
+                "TWOWAY_CALLBACK_ALLOW_PREFIXES",
+                "TWOWAY_CALLBACK_DENY_PREFIXES",
+            ),
+        )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            user_max_live=self.user_max_live,
+            user_max_per_hour=self.user_max_per_hour,
+            user_max_per_day=self.user_max_per_day,
+            destination_hourly=parse_hourly_limits(self.destination_hourly_limits),
+        )
+
+    @property
+    def inbound_limits(self) -> InboundLimits:
+        return InboundLimits(self.inbound_max_per_caller_hour, self.inbound_max_per_minute)

@@ -15,8 +15,10 @@ from stasis_app import metrics
 from stasis_app.config import Settings
 from stasis_app.domain.ari_errors import AriError
 from stasis_app.domain.channels import StasisStart
+from stasis_app.domain.policy import Refusal
 from stasis_app.domain.rules import DIAL_STRING, HA1, TOKEN
 from stasis_app.errors import ConfigError
+from stasis_app.store.admission import count_refusal
 from stasis_app.store.inbound import Identity, InboundStore
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,13 @@ class InboundTrigger:
             raise Refused(
                 "no_identity", "caller has no callback_accounts row and no default identity is set"
             )
-        return await self._store.create_request(identity, cli, cld, settings.inbound_callback_delay)
+        created = await self._store.create_request(
+            identity, cli, cld, settings.inbound_callback_delay
+        )
+        if isinstance(created, Refusal):
+            count_refusal(created)
+            raise Refused("limited", created.reason)
+        return created
 
     async def _ringback(self, channel_id: str) -> None:
         delay = self._settings.inbound_ringback_ms / 1000

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from stasis_app import __version__
+from stasis_app.domain.policy import Rule
 from stasis_app.domain.request import LIVE_STATUSES, LegName, Result, Status
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -47,8 +48,10 @@ INBOUND_OUTCOMES = (
     "anonymous",
     "bad_cli",
     "bad_cld",
+    "limited",
     "error",
 )
+POLICY_RULES = tuple(rule.value for rule in Rule)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _ANSWER_BUCKETS = (0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90)
@@ -134,6 +137,12 @@ INBOUND = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+POLICY_REFUSALS = Counter(
+    "twoway_policy_refusals_total",
+    "Requests and inbound triggers refused by the destination policy or a limit, by rule",
+    ["rule"],
+    registry=REGISTRY,
+)
 
 
 def _initialise_labels() -> None:
@@ -151,6 +160,8 @@ def _initialise_labels() -> None:
         ARI_ERRORS.labels(op)
     for outcome in INBOUND_OUTCOMES:
         INBOUND.labels(outcome)
+    for rule in POLICY_RULES:
+        POLICY_REFUSALS.labels(rule)
 
 
 _initialise_labels()

@@ -42,6 +42,8 @@ REQUIRED = frozenset(
         "TwowaySuccessRatioLow",
         "TwowayQueueBacklog",
         "TwowayAriErrorRateHigh",
+        "TwowayInboundSpike",
+        "TwowayPolicyRefusals",
     }
 )
 
@@ -139,6 +141,7 @@ class Scenario:
 
 
 FINISHED = "twoway_callbacks_finished_total"
+REFUSALS = "twoway_policy_refusals_total"
 SCENARIOS = [
     Scenario(
         "TwowayInstanceDown",
@@ -216,6 +219,27 @@ SCENARIOS = [
             f"twoway_ari_errors_total{_labels(A3, op='ping')}": "0+2x30",
         },
         {"5m": [], "20m": [ON_A1]},
+    ),
+    Scenario(
+        "TwowayInboundSpike",
+        {
+            f"{REFUSALS}{_labels(A1, rule='inbound_spike')}": "0 0 0 5 10 15x10",
+            f"{REFUSALS}{_labels(A1, rule='user_hourly')}": "0x15",
+            # app-2: other refusals only; the spike guard never fired.
+            f"{REFUSALS}{_labels(A2, rule='inbound_spike')}": "0x15",
+            f"{REFUSALS}{_labels(A2, rule='destination_deny')}": "0+5x15",
+        },
+        {"2m": [], "6m": [ON_A1]},
+    ),
+    Scenario(
+        "TwowayPolicyRefusals",
+        {
+            # app-1: 10 refusals a minute over two rules; app-2: 1 a minute, normal noise.
+            f"{REFUSALS}{_labels(A1, rule='destination_deny')}": "0+6x30",
+            f"{REFUSALS}{_labels(A1, rule='user_hourly')}": "0+4x30",
+            f"{REFUSALS}{_labels(A2, rule='destination_deny')}": "0+1x30",
+        },
+        {"3m": [], "20m": [ON_A1]},
     ),
 ]
 

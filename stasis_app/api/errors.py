@@ -14,6 +14,8 @@ never disagree on what an error means.
 | NoSuchMethod   | 404  | 7     |
 | RateLimited    | 429  | 8     |
 | TooLarge       | 413  | 9     |
+| PolicyRefused  | 422  | 10    |
+| Forbidden      | 403  | 11    |
 """
 
 from __future__ import annotations
@@ -105,3 +107,22 @@ class TooLarge(ApiError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body larger than {limit} bytes")
+
+
+class PolicyRefused(ApiError):
+    """The destination policy refuses the request: nothing is written."""
+
+    http_status, fault_code, kind = 422, 10, "policy_refused"
+
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "rule": self.rule}
+
+
+class Forbidden(ApiError):
+    """A valid token without the scope the call needs."""
+
+    http_status, fault_code, kind = 403, 11, "forbidden"

@@ -34,6 +34,8 @@ FAULT_CODES = {
     7: "no such method",
     8: "rate limited",
     9: "body too large",
+    10: "refused by the destination policy",
+    11: "forbidden: the token lacks the method's scope",
 }
 
 
@@ -49,11 +51,14 @@ def _errors(*codes: int) -> dict[str, Any]:
     what = {
         400: "malformed JSON, or not an object",
         401: "missing or invalid token",
+        403: "the token lacks the scope this call needs",
         404: "no such callback request",
         409: "the request is already final",
         413: "body over TWOWAY_API_MAX_BODY",
-        422: "a field is invalid (named in fields)",
-        429: "rate limit of the token exceeded (see Retry-After)",
+        422: "a field is invalid (named in fields), or the destination policy refuses the "
+        "request (error policy_refused, rule)",
+        429: "rate limit of the token, or of failed authentications from the client address, "
+        "exceeded (see Retry-After)",
     }
     return {str(code): _json(ErrorBody, what[code]) for code in codes}
 

@@ -9,21 +9,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stasis_app.api.errors import Conflict, NotFound
+from stasis_app.api.errors import Conflict, NotFound, PolicyRefused
 from stasis_app.api.schemas import CallbackCancelled, CallbackCreated, CallbackDetail, CallbackPage
 from stasis_app.api.validation import IntakeRules, parse_create, parse_id, parse_list_query
+from stasis_app.domain.policy import DestinationPolicy
+from stasis_app.store.admission import count_refusal
 from stasis_app.store.callbacks import CallbackStore
 
 View = dict[str, Any]
 
 
 class Callbacks:
-    def __init__(self, store: CallbackStore, rules: IntakeRules) -> None:
+    def __init__(self, store: CallbackStore, rules: IntakeRules, policy: DestinationPolicy) -> None:
         self._store = store
         self._rules = rules
+        self._policy = policy
 
     async def create(self, data: object) -> View:
-        row = await self._store.create(parse_create(data, self._rules))
+        new = parse_create(data, self._rules)
+        # The claim's gate would refuse it too; saying so now spares the client a row to poll.
+        account = await self._store.account_policy(new.username)
+        refusal = self._policy.check(new.original_cli, new.original_cld, account)
+        if refusal is not None:
+            count_refusal(refusal)
+            raise PolicyRefused(refusal.reason, refusal.rule.value)
+        row = await self._store.create(new)
         return CallbackCreated.model_validate(row).model_dump(mode="json")
 
     async def get(self, raw_id: object) -> View:

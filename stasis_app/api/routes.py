@@ -71,7 +71,7 @@ def intake_rules(settings: Settings) -> IntakeRules:
 def add_api_routes(app: web.Application, pool: asyncpg.Pool, settings: Settings) -> None:
     """Mount the API on ``app``; ConfigError when it would be open to the network."""
     guard = Guard(TokenAuth(_tokens(settings)), TokenBuckets(settings.api_rate_limit))
-    callbacks = Callbacks(CallbackStore(pool), intake_rules(settings))
+    callbacks = Callbacks(CallbackStore(pool), intake_rules(settings), settings.destination_policy)
     handlers = CallbackHandlers(callbacks, settings.api_max_body)
     document = openapi_document()
 

@@ -44,6 +44,7 @@ class Result(StrEnum):
     DESTINATION_FAILED = "destination_failed"
     USER_HANGUP = "user_hangup"
     INVALID_REQUEST = "invalid_request"
+    POLICY_REFUSED = "policy_refused"  # the destination policy or a limit (domain.policy)
     CANCELLED = "cancelled"
     ERROR = "error"
 

@@ -172,7 +172,7 @@ async def cmd_retry(pool: asyncpg.Pool, args: argparse.Namespace, out: Output) -
 
 async def run(pool: asyncpg.Pool, settings: Settings, args: argparse.Namespace) -> int:
     out = Output(json_mode=args.json)
-    callbacks = Callbacks(CallbackStore(pool), intake_rules(settings))
+    callbacks = Callbacks(CallbackStore(pool), intake_rules(settings), settings.destination_policy)
     if args.command == "list":
         return await cmd_list(pool, args, out)
     if args.command == "show":

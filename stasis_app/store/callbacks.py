@@ -17,6 +17,8 @@ from typing import Any
 import asyncpg
 
 from stasis_app.domain import request as domain
+from stasis_app.domain.policy import AccountPolicy
+from stasis_app.store.admission import account_policies
 
 # Plain strings: FINAL_STATUSES is spelled into SQL with repr().
 FINAL_STATUSES = tuple(status.value for status in domain.FINAL_STATUSES)
@@ -198,6 +200,10 @@ class CallbackStore:
             new.retry_delay,
         )
         return dict(record)
+
+    async def account_policy(self, username: str) -> AccountPolicy | None:
+        """The username's ``callback_policies`` row, if any."""
+        return (await account_policies(self._pool, [username])).get(username)
 
     async def get(self, request_id: int) -> tuple[Row, list[Row]] | None:
         """The row and its history, read in one snapshot so they agree."""

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from stasis_app.domain.policy import InboundLimits, Refusal
+
 ACCOUNT = """
 SELECT username, authname, md5secret FROM callback_accounts WHERE cli = $1 AND enabled
 """
@@ -17,6 +19,19 @@ LOCK_CALLER = "SELECT pg_advisory_xact_lock(hashtext('twoway-inbound:' || $1))"
 LIVE_FOR_CALLER = """
 SELECT EXISTS (SELECT 1 FROM callback_requests WHERE original_cli = $1
                AND status IN ('pending', 'calling', 'connecting', 'bridged'))
+"""
+
+CALLER_HOUR = """
+SELECT count(*) FROM callback_requests
+WHERE source = 'inbound' AND original_cli = $1 AND created_at > now() - interval '1 hour'
+"""
+
+# One lock for every caller, taken only with the spike guard on: instances count in turn.
+LOCK_SPIKE = "SELECT pg_advisory_xact_lock(hashtext('twoway-inbound-spike'))"
+
+LAST_MINUTE = """
+SELECT count(*) FROM callback_requests
+WHERE source = 'inbound' AND created_at > now() - interval '1 minute'
 """
 
 CREATE = """
@@ -35,8 +50,9 @@ class Identity:
 
 
 class InboundStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, limits: InboundLimits | None = None) -> None:
         self._pool = pool
+        self._limits = limits or InboundLimits()
 
     async def account(self, cli: str) -> Identity | None:
         row = await self._pool.fetchrow(ACCOUNT, cli)
@@ -46,12 +62,22 @@ class InboundStore:
 
     async def create_request(
         self, identity: Identity, cli: str, cld: str, delay: float
-    ) -> int | None:
-        """Insert the callback; None when the caller already has one pending or live."""
+    ) -> int | Refusal | None:
+        """Insert the callback: its id; None when the caller already has one pending or live;
+        the Refusal when a limit is reached (nothing inserted)."""
+        limits = self._limits
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(LOCK_CALLER, cli)
             if await conn.fetchval(LIVE_FOR_CALLER, cli):
                 return None
+            caller_hour = await conn.fetchval(CALLER_HOUR, cli) if limits.per_caller_hour else 0
+            minute = 0
+            if limits.per_minute:
+                await conn.execute(LOCK_SPIKE)
+                minute = await conn.fetchval(LAST_MINUTE)
+            refusal = limits.refusal(caller_hour, minute)
+            if refusal is not None:
+                return refusal
             request_id: int = await conn.fetchval(
                 CREATE,
                 identity.username,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -33,6 +33,7 @@ class QueueWatcher:
         free_slots: Callable[[], int],
         on_claimed: Callable[[list[CallbackRequest]], None],
         on_recovered: Callable[[list[CallbackRequest]], None] | None = None,
+        admit: Callable[[list[CallbackRequest]], Awaitable[list[CallbackRequest]]] | None = None,
     ) -> None:
         self._store = store
         self._batch = batch
@@ -40,6 +41,7 @@ class QueueWatcher:
         self._free_slots = free_slots
         self._on_claimed = on_claimed
         self._on_recovered = on_recovered
+        self._admit = admit  # the policy gate: what may be dialled of a claimed batch
         self._recovered_own = False  # the start-up pass over this instance id's old rows
         self._wake = asyncio.Event()
         self._backoff = Backoff(maximum=max_sleep)
@@ -90,8 +92,9 @@ class QueueWatcher:
             if room <= 0:
                 return self._max_sleep  # a freed slot or resume wakes us
             claimed = await self._store.claim(room)
-            if claimed:
-                self._on_claimed(claimed)
+            admitted = await self._admit(claimed) if claimed and self._admit else claimed
+            if admitted:
+                self._on_claimed(admitted)
             if len(claimed) < room:
                 break
         await self._recover()
