@@ -14,15 +14,18 @@ from stasis_app.api.schemas import Callback
 from stasis_app.api.schemas import Status as ApiStatus
 from stasis_app.domain.request import FINAL_STATUSES, LIVE_STATUSES, Result, Source, Status
 
-SCHEMA = Path(__file__).parent.parent / "stasis_app" / "sql" / "001_callback_requests.sql"
+SQL_DIR = Path(__file__).parent.parent / "stasis_app" / "sql"
 
 
 def check_values(constraint: str) -> set[str]:
-    """The quoted values of one CHECK constraint of callback_requests."""
-    sql = SCHEMA.read_text()
-    match = re.search(rf"CONSTRAINT {constraint} CHECK \((.*?)\)\),?\n", sql, re.DOTALL)
-    assert match is not None, constraint
-    return set(re.findall(r"'([a-z_]+)'", match.group(1)))
+    """The quoted values of one CHECK constraint of callback_requests, as the last migration
+    that defines it says."""
+    pattern = re.compile(rf"CONSTRAINT {constraint} CHECK \((.*?)\)\)[,;]?\n", re.DOTALL)
+    found = [
+        m for path in sorted(SQL_DIR.glob("*.sql")) for m in pattern.finditer(path.read_text())
+    ]
+    assert found, constraint
+    return set(re.findall(r"'([a-z_]+)'", found[-1].group(1)))
 
 
 @pytest.mark.parametrize(
