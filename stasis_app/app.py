@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -24,9 +24,11 @@ from stasis_app.callflow.identity import IdentityObjects
 from stasis_app.callflow.ids import Ids
 from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.resync import Resync
-from stasis_app.config import IdentityMode, Settings
+from stasis_app.config import ARI_SIMULATOR, IdentityMode, Settings
 from stasis_app.domain.request import LIVE_STATUSES
+from stasis_app.errors import ConfigError
 from stasis_app.inbound import InboundTrigger
+from stasis_app.leases import LeaseKeeper, every
 from stasis_app.store.admission import AdmissionGate
 from stasis_app.store.database import create_pool, database_url
 from stasis_app.store.inbound import InboundStore
@@ -34,10 +36,14 @@ from stasis_app.store.listener import NotifyListener
 from stasis_app.store.migrations import check_schema, migrate
 from stasis_app.store.requests import RequestStore
 from stasis_app.store.watcher import QueueWatcher
+from stasis_app.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
 DB_PROBE_INTERVAL = 5.0
+# How long a start-up waits for the instance lock: a predecessor killed a moment ago may still
+# hold it until its backend notices the closed socket (milliseconds on a live network).
+INSTANCE_LOCK_WAIT = 5.0
 
 READY_POLL = 0.05
 
@@ -70,6 +76,7 @@ class Service:
     listener: NotifyListener
     stream: EventStream
     identities: IdentityObjects
+    supervisor: Supervisor
     http_url: str = ""  # the API (and health, unless TWOWAY_METRICS_LISTEN is set)
     metrics_url: str = ""  # /metrics, /healthz, /readyz
 
@@ -80,6 +87,7 @@ class Service:
             "database": self.db_up,
             "listen": self.listener.connected or not self.settings.listen_enabled,
             "ari": self.stream.connected,
+            **self.supervisor.readiness(),
         }
 
     async def wait_ready(self, timeout: float) -> bool:
@@ -93,10 +101,21 @@ class Service:
         return True
 
 
+def refuse_missing_ari(settings: Settings) -> None:
+    """Never a silent fallback to the simulator: a production install that forgot the variable
+    would complete rows 'answered' with no call placed."""
+    if not settings.ari_url:
+        raise ConfigError(
+            "TWOWAY_ARI_URL is empty: set it to your Asterisk's ARI, e.g. http://127.0.0.1:8088,"
+            f" or to '{ARI_SIMULATOR}' for the built-in ARI simulator (no real calls)"
+        )
+
+
 @contextlib.asynccontextmanager
 async def ari_endpoint(settings: Settings) -> AsyncIterator[str]:
-    """The ARI base URL: the configured Asterisk, or a built-in simulator when none is given."""
-    if settings.ari_url:
+    """The ARI base URL: the configured Asterisk, or the built-in simulator when asked for."""
+    refuse_missing_ari(settings)
+    if settings.ari_url != ARI_SIMULATOR:
         yield settings.ari_url
         return
     from ari_simulator import Script, Simulator, SimulatorConfig
@@ -105,7 +124,7 @@ async def ari_endpoint(settings: Settings) -> AsyncIterator[str]:
     phones = Script(action="answer", ring_ms=500, answer_after_ms=1000, hangup_after_ms=5000)
 
     log.warning(
-        "TWOWAY_ARI_URL is empty: using the built-in ARI simulator, no real calls",
+        "TWOWAY_ARI_URL=simulator: using the built-in ARI simulator, no real calls",
         extra={"action": "simulator"},
     )
     sim = Simulator(
@@ -130,6 +149,8 @@ async def running_service(
 ) -> AsyncIterator[Service]:
     """Start every part; yield the running service; stop it on exit."""
     refuse_open_api(settings)  # before anything starts: a clear error, nothing half-up
+    if ari_url is None:
+        refuse_missing_ari(settings)
     async with contextlib.AsyncExitStack() as stack:
         url = await stack.enter_async_context(database_url(settings))
         pool = await create_pool(url, settings.db_pool_size)
@@ -138,15 +159,43 @@ async def running_service(
             if auto_migrate or not settings.database_url.get_secret_value():
                 await migrate(conn)
             await check_schema(conn)
+        instance = settings.effective_instance_id
+        supervisor = Supervisor()
+
+        def on_notify(payload: str) -> None:
+            engine.on_notify(payload)
+            watcher.wake()
+
+        def on_listen_up() -> None:
+            if listener.reconnects:
+                metrics.LISTEN_RECONNECTS.inc()
+            watcher.wake()
+
+        # First: the instance lock (a second live process with this id stops here).
+        listener = NotifyListener(
+            settings.listen_database_url.get_secret_value() or url,
+            on_notify=on_notify,
+            on_up=on_listen_up,
+            probe_interval=settings.listen_probe_interval,
+            instance_id=instance,
+            listen=settings.listen_enabled,
+        )
+        await listener.open(INSTANCE_LOCK_WAIT)
+        stack.callback(listener.discard)
+        stack.push_async_callback(supervisor.stop)
+
         if ari_url is None:
             ari_url = await stack.enter_async_context(ari_endpoint(settings))
         ari = await stack.enter_async_context(
             AriClient(settings, base_url=ari_url, observer=metrics.observe_ari)
         )
-
-        instance = settings.effective_instance_id
+        # Lease renewal and reconciliation on the lock's connection: never behind write-backs.
         store = RequestStore(
-            pool, instance, settings.lease_seconds, retry_window=settings.db_retry_window
+            pool,
+            instance,
+            settings.lease_seconds,
+            retry_window=settings.db_retry_window,
+            leases=listener,
         )
         ids = Ids(settings.id_prefix)
         identities = IdentityObjects(
@@ -178,23 +227,6 @@ async def running_service(
         engine.on_foreign_start = inbound.on_start
         watcher.paused = True  # until the ARI WebSocket is up: no Stasis app, no originate
 
-        def on_notify(payload: str) -> None:
-            engine.on_notify(payload)
-            watcher.wake()
-
-        def on_listen_up() -> None:
-            if listener.reconnects:
-                metrics.LISTEN_RECONNECTS.inc()
-            watcher.wake()
-
-        listen_url = settings.listen_database_url.get_secret_value() or url
-        listener = NotifyListener(
-            listen_url,
-            on_notify=on_notify,
-            on_up=on_listen_up,
-            probe_interval=settings.listen_probe_interval,
-        )
-
         resync = Resync(ari.rest, engine, identities)
 
         async def on_connect() -> None:
@@ -221,6 +253,7 @@ async def running_service(
             listener=listener,
             stream=stream,
             identities=identities,
+            supervisor=supervisor,
         )
         _bind_gauges(service)
         urls = [
@@ -229,20 +262,14 @@ async def running_service(
         ]
         service.http_url = urls[0]
         service.metrics_url = urls[-1]
-        tasks = [
-            asyncio.create_task(stream.run(), name="ari-events"),
-            asyncio.create_task(watcher.run(), name="watcher"),
-            *(
-                [asyncio.create_task(listener.run(), name="listen")]
-                if settings.listen_enabled
-                else []
-            ),
-            asyncio.create_task(
-                _every(settings.lease_seconds / 3, lambda: store.renew_leases(engine.live_ids())),
-                name="lease-heartbeat",
-            ),
-            asyncio.create_task(_probe_database(service), name="db-probe"),
-        ]
+        leases = LeaseKeeper(store, engine)
+        supervisor.start("listen", listener.run())
+        supervisor.start("ari-events", stream.run())
+        supervisor.start("watcher", watcher.run())
+        supervisor.start("lease-renewal", every(settings.lease_seconds / 3, leases.renew))
+        # A cancel takes effect within TWOWAY_POLL_MAX_SLEEP even without NOTIFY.
+        supervisor.start("reconcile", every(settings.poll_max_sleep, leases.reconcile))
+        supervisor.start("db-probe", _probe_database(service))
         log.info(
             "service started",
             extra={"action": "start", "instance": instance, "ari_app": settings.ari_app},
@@ -254,9 +281,7 @@ async def running_service(
             await inbound.wait_idle()
             await engine.shutdown(settings.shutdown_grace)
             await stream.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await supervisor.stop()
             log.info("service stopped", extra={"action": "stop"})
 
 
@@ -284,14 +309,3 @@ async def _probe_database(service: Service) -> None:
                 )
             service.db_up = False
         await asyncio.sleep(DB_PROBE_INTERVAL if service.db_up else DB_PROBE_INTERVAL / 5)
-
-
-async def _every(interval: float, job: Callable[[], Awaitable[None]]) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await job()
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning(
-                "periodic job failed: %s", type(exc).__name__, extra={"action": "periodic_error"}
-            )

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -17,6 +18,11 @@ from stasis_app.logs import setup_logging
 from stasis_app.ops import commands
 
 log = logging.getLogger("stasis_app")
+
+# After an internal task crashed: how long /readyz reports it before the process exits, and
+# the exit status (EX_SOFTWARE).
+CRASH_GRACE = 3.0
+EXIT_CRASHED = 70
 
 
 async def _wait_for_signal(then: Callable[[], None] | None = None) -> None:
@@ -51,8 +57,29 @@ async def cmd_run(settings: Settings) -> int:
         running_service(settings) as service,
         sdnotify.lifecycle(service.readiness),
     ):
-        await _wait_for_signal(then=service.engine.hurry)
+        signalled = asyncio.create_task(_wait_for_signal(then=service.engine.hurry))
+        crashed = asyncio.create_task(service.supervisor.failed.wait())
+        await asyncio.wait((signalled, crashed), return_when=asyncio.FIRST_COMPLETED)
+        if crashed.done():
+            await _exit_crashed(service.supervisor.crashed)
+        crashed.cancel()
     return 0
+
+
+async def _exit_crashed(tasks: list[str]) -> None:
+    """An internal task died: /readyz says so for a moment, then the process exits non-zero
+    for systemd/Docker to restart it. Without a shutdown: live calls are left to the restarted
+    process, which takes them over at once (same instance id), as after a kill -9; a graceful
+    stop would hang them up."""
+    log.error(
+        "internal task %s crashed: exiting in %g s",
+        ", ".join(tasks),
+        CRASH_GRACE,
+        extra={"action": "crash_exit"},
+    )
+    await asyncio.sleep(CRASH_GRACE)
+    logging.shutdown()
+    os._exit(EXIT_CRASHED)
 
 
 async def cmd_migrate(settings: Settings) -> int:
@@ -102,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="twoway-callback", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the service (TWOWAY_* settings from the environment)")
+    sub.add_parser(
+        "run",
+        help="run the service (TWOWAY_* settings from the environment;"
+        " TWOWAY_ARI_URL=simulator for the built-in ARI simulator)",
+    )
     sub.add_parser("migrate", help="apply the SQL migrations in sql/ (idempotent)")
     simulate = sub.add_parser("simulate", help="serve the built-in ARI simulator")
     simulate.add_argument("--listen", default="127.0.0.1:8088", help="host:port")

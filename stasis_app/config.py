@@ -1,7 +1,7 @@
 """Every knob of the service, read from the environment (prefix ``TWOWAY_``).
 
-Durations are seconds (floats). Defaults work on a developer machine: empty database URL means
-embedded Postgres, empty ARI URL means the built-in ARI simulator.
+Durations are seconds (floats). Empty database URL means embedded Postgres; the ARI URL has
+no default (``simulator`` asks for the built-in ARI simulator: no real calls).
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from stasis_app.domain.policy import (
     parse_hourly_limits,
     parse_prefixes,
 )
+
+# TWOWAY_ARI_URL value that runs the built-in ARI simulator instead of reaching an Asterisk.
+ARI_SIMULATOR = "simulator"
 
 
 class IdentityMode(StrEnum):
@@ -190,7 +193,10 @@ class Settings(BaseSettings):
 
     @property
     def effective_instance_id(self) -> str:
-        return self.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        """Stable across restarts on one host and one ARI app, so a restart (by hand, Docker,
+        supervisord) recovers its own rows at once; two live processes cannot share it (the
+        instance lock, ``store.instance``)."""
+        return self.instance_id or f"{socket.gethostname()}-{self.ari_app}"
 
     @property
     def destination_policy(self) -> DestinationPolicy:

@@ -79,6 +79,11 @@ FINISHED = Counter(
 RETRIES = Counter(
     "twoway_retries_scheduled_total", "Failed attempts sent back to pending", registry=REGISTRY
 )
+LEASES_LOST = Counter(
+    "twoway_leases_lost_total",
+    "Live requests whose lease another instance took over: this one stopped driving them",
+    registry=REGISTRY,
+)
 LIVE = Gauge(
     "twoway_live_requests",
     "Requests this instance is working on, by status",

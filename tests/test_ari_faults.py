@@ -8,6 +8,7 @@ to synchronise.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -444,3 +445,29 @@ async def test_a_hung_originate_never_hangs_the_request(
     assert (row["status"], row["result"]) == ("failed", "callback_failed")
     assert row["result_reason"] == "originate refused by Asterisk"
     assert not sim.channels
+
+
+async def test_waiting_for_a_free_connection_is_not_an_ari_timeout(sim: Simulator) -> None:
+    """Issue 13: requests queued behind a full connection pool start their timeout only once
+    they are sent; each answer here takes 60 % of the timeout, six requests share two
+    connections, so the last ones wait longer than the timeout before they are sent."""
+    from stasis_app.ari.rest import AriRest
+
+    timeout, slow = 1.0, 0.6
+    sim.fault("DELETE", "/channels/", delay_ms=int(slow * 1000))
+    connector = aiohttp.TCPConnector(limit=2)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        rest = AriRest(
+            http,
+            sim.base_url,
+            user="twoway",
+            password="ari-secret-pw",
+            timeout=timeout,
+            max_connections=2,
+        )
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            *(rest.hangup(f"nobody-{i}") for i in range(6)), return_exceptions=True
+        )
+    assert answers == [False] * 6  # every one answered 404 (no such channel), none timed out
+    assert time.monotonic() - started >= 3 * slow  # they did queue

@@ -14,6 +14,7 @@ import pytest
 
 from ari_simulator import Script, Simulator
 from stasis_app.app import running_service
+from stasis_app.errors import ConfigError
 from tests.conftest import ServiceFactory, ha1, service_settings
 
 FINAL = ("completed", "failed", "cancelled")
@@ -407,12 +408,27 @@ async def test_concurrency_limit(
     assert len(originates(sim)) == 100
 
 
-async def test_without_an_asterisk_the_builtin_simulator_takes_calls(
+async def test_the_builtin_simulator_takes_calls_when_asked_for(
     db_url: str, pool: asyncpg.Pool
 ) -> None:
-    settings = service_settings(db_url, "", ari_user="twoway", leg_a_timeout=30)
+    settings = service_settings(db_url, "simulator", ari_user="twoway", leg_a_timeout=30)
     async with running_service(settings) as service:
         assert await service.wait_ready(10)
         rid = await insert(pool, md5secret=ha1("902", "any password works here"))
         row = await final_row(pool, rid, timeout=30)
     assert (row["status"], row["result"]) == ("completed", "answered")
+
+
+async def test_an_empty_ari_url_is_refused_before_anything_starts(
+    db_url: str, pool: asyncpg.Pool
+) -> None:
+    settings = service_settings(db_url, "")
+    with pytest.raises(ConfigError, match=r"TWOWAY_ARI_URL is empty.*'simulator'"):
+        async with running_service(settings):
+            pass
+    # Nothing was done: not even the instance lock was taken.
+    locks = await pool.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    assert locks == 0

@@ -14,14 +14,14 @@ import pytest
 
 from ari_simulator import Script, Simulator
 from stasis_app.app import running_service
+from stasis_app.config import Settings
 from tests.conftest import REALM, service_settings
 from tests.test_callflow import final_row, insert, originates, row_of, until
 
 
-async def spawn(
-    db_url: str, sim: Simulator, stderr: int = asyncio.subprocess.DEVNULL, **env: str
-) -> asyncio.subprocess.Process:
-    environment = {
+def service_env(db_url: str, sim: Simulator, **env: str) -> dict[str, str]:
+    """The environment of a `twoway-callback run` against this test's database and simulator."""
+    return {
         **os.environ,
         "TWOWAY_DATABASE_URL": db_url,
         "TWOWAY_ARI_URL": sim.base_url,
@@ -32,12 +32,17 @@ async def spawn(
         "TWOWAY_LOG_LEVEL": "WARNING",
         **env,
     }
+
+
+async def spawn(
+    db_url: str, sim: Simulator, stderr: int = asyncio.subprocess.DEVNULL, **env: str
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "stasis_app.cli",
         "run",
-        env=environment,
+        env=service_env(db_url, sim, **env),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=stderr,
     )
@@ -167,3 +172,56 @@ async def _log_line(proc: asyncio.subprocess.Process, needle: str) -> None:
     assert proc.stderr is not None
     while needle not in (await proc.stderr.readline()).decode():
         pass
+
+
+async def test_kill_9_and_immediate_restart_with_default_settings(
+    db_url: str, pool: asyncpg.Pool, sim: Simulator, processes: list[asyncio.subprocess.Process]
+) -> None:
+    """As an operator would (issue 13, item 7): no TWOWAY_INSTANCE_ID, the default 120 s lease,
+    three calls bridged and three with leg B ringing, kill -9, start again at once. The restart
+    has the same default id (host + ARI app), so it takes its rows back without waiting out
+    the lease: bridged calls adopted, ringing legs hung up before any redial."""
+    lease = Settings().lease_seconds
+    sim.script("12345", Script(action="answer"))  # the conversations go on
+    sim.script("99999", Script(action="noanswer"))  # leg B rings
+    env = {"TWOWAY_LEG_B_TIMEOUT": "600"}
+    proc = await spawn(db_url, sim, **env)
+    processes.append(proc)
+    await sim.wait_for(lambda: sim.app_connected("twoway-callback"), timeout=20)
+    bridged = [await insert(pool, original_cli=f"8000000{i}") for i in range(3)]
+    ringing = [
+        await insert(pool, original_cli=f"8100000{i}", original_cld="2way_99999") for i in range(3)
+    ]
+    for rid in bridged:
+        await until(lambda rid=rid: _status(pool, rid, "bridged"), timeout=20)
+    for rid in ringing:
+        await until(lambda rid=rid: f"twoway-{rid}-1b" in sim.channels, timeout=20)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    restarted_at = await pool.fetchval("SELECT clock_timestamp()")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    processes.append(await spawn(db_url, sim, **env))
+
+    async def resolved() -> bool:
+        rows = await pool.fetch(
+            "SELECT id, status, claimed_at FROM callback_requests WHERE id = ANY($1::bigint[])",
+            bridged + ringing,
+        )
+        return all(
+            (r["status"] == "bridged" and r["claimed_at"] > restarted_at)
+            if r["id"] in bridged
+            else r["status"] in ("pending", "failed")
+            for r in rows
+        )
+
+    await until(resolved, timeout=lease / 4)  # far below the lease: not waited out
+    print(f"\nkill -9 + restart: every live row resolved {loop.time() - started:.1f} s after")
+    for rid in ringing:  # hung up, back to the queue for a later attempt
+        row = await row_of(pool, rid)
+        assert (row["status"], row["attempts"]) == ("pending", 1)
+        assert f"twoway-{rid}-1a" not in sim.channels and f"twoway-{rid}-1b" not in sim.channels
+    for rid in bridged:  # adopted: still talking
+        assert {f"twoway-{rid}-1a", f"twoway-{rid}-1b"} <= set(sim.channels)
+    leg_a = [o.query["channelId"] for o in originates(sim) if o.query["channelId"].endswith("a")]
+    assert sorted(leg_a) == sorted(f"twoway-{rid}-1a" for rid in bridged + ringing)

@@ -102,7 +102,8 @@ class AriClient:
             # No session-wide timeout: REST calls carry their own, the WebSocket must not have one.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=_CONNECTION_LIMIT, keepalive_timeout=_KEEPALIVE
+                    limit=_CONNECTION_LIMIT + 1,  # the event WebSocket too
+                    keepalive_timeout=_KEEPALIVE,
                 ),
             )
         self._rest = AriRest(
@@ -112,6 +113,7 @@ class AriClient:
             password=self.settings.ari_password,
             timeout=self.settings.ari_timeout,
             observer=self._observer,
+            max_connections=_CONNECTION_LIMIT,
         )
 
     async def close(self) -> None:

@@ -11,7 +11,9 @@ and exceptions.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json as jsonlib
 import logging
 import time
@@ -98,8 +100,14 @@ class AriRest:
         password: str | SecretStr,
         timeout: float,
         observer: Observer | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self._session = session
+        # Requests beyond the connection pool wait here, before their timeout starts: waiting
+        # for a free connection is not Asterisk failing to answer (no "unknown outcome").
+        self._slots: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Semaphore(max_connections) if max_connections else contextlib.nullcontext()
+        )
         self._ari = normalise_base_url(base_url) + "/ari"
         self._headers: Final = {"Authorization": basic_auth_header(user, password)}
         self._timeout_s = timeout
@@ -126,6 +134,19 @@ class AriRest:
         ``path`` is relative to ``/ari`` and is the only part of the request that may appear in
         logs and exceptions. ``secrets`` are scrubbed from any error message.
         """
+        async with self._slots:
+            return await self._send(method, path, params=params, json=json, op=op, secrets=secrets)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        json: Any,
+        op: str,
+        secrets: Collection[str],
+    ) -> Any:
         start = time.perf_counter()
         try:
             async with self._session.request(

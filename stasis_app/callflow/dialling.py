@@ -9,9 +9,9 @@ from stasis_app import metrics
 from stasis_app.callflow import outcomes, timing
 from stasis_app.callflow.call import Call
 from stasis_app.callflow.causes import LegFailure
-from stasis_app.callflow.identity import IdentityObjects
+from stasis_app.callflow.identity import IdentityObjects, IdentityRef
 from stasis_app.callflow.ids import Ids
-from stasis_app.callflow.inbox import CANCEL, SHUTDOWN, Fenced
+from stasis_app.callflow.inbox import CANCEL, SHUTDOWN, Fenced, LeaseLost
 from stasis_app.callflow.legs import Leg
 from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.plan import CallPlan, LegPlan
@@ -35,7 +35,7 @@ class Dialler:
         self._identities = identities
         self._limiter = limiter
         self._ids = ids
-        self._identity_keys: list[str] = []
+        self._identity_refs: list[IdentityRef] = []
 
     async def leg_a(self, plan: CallPlan) -> Outcome | None:
         """None once leg A answered; RELEASED at a shutdown before dialling; else the outcome."""
@@ -43,6 +43,8 @@ class Dialler:
         channel_id = self._ids.channel(call.req.id, call.req.attempts + 1, LegName.A)
         call_id = call.req.call_id or str(uuid.uuid4())
         await self._pace()
+        if call.inbox.lease_lost:
+            raise LeaseLost
         if call.inbox.stopping == CANCEL:
             raise Fenced
         if call.inbox.stopping == SHUTDOWN:
@@ -137,14 +139,14 @@ class Dialler:
         cfg = self._call.cfg
         if not cfg.dynamic_identity or leg.ha1 is None:
             return cfg.trunk_endpoint
-        key = await self._identities.acquire(leg.auth_user, leg.ha1)
-        self._identity_keys.append(key)
-        return self._identities.endpoint_id(key)
+        ref = await self._identities.acquire(leg.auth_user, leg.ha1)
+        self._identity_refs.append(ref)
+        return self._identities.endpoint_id(ref.key)
 
     async def release_identities(self) -> None:
-        for key in self._identity_keys:
-            await self._identities.release(key)
-        self._identity_keys.clear()
+        for ref in self._identity_refs:
+            await self._identities.release(ref)
+        self._identity_refs.clear()
 
     async def _place(
         self, name: LegName, channel_id: str, plan: LegPlan, call_id: str, timeout: float

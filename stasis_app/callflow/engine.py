@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from uuid import UUID
 
 from stasis_app import metrics
 from stasis_app.callflow.call import CallConfig
@@ -61,8 +62,8 @@ class CallEngine:
     def free_slots(self) -> int:
         return max(0, self._max_concurrent - len(self._sessions))
 
-    def live_ids(self) -> list[int]:
-        return list(self._sessions)
+    def live_leases(self) -> dict[int, UUID]:
+        return {rid: session.req.lease_token for rid, session in self._sessions.items()}
 
     def count_in_phase(self, phase: str) -> int:
         return sum(1 for session in self._sessions.values() if session.phase == phase)
@@ -144,10 +145,29 @@ class CallEngine:
             request_id = int(payload[len(CANCEL_PREFIX) :])
         except ValueError:
             return
-        session = self._sessions.get(request_id)
-        if session is not None:
-            log.info("cancel requested", extra={"action": "cancel", "request_id": request_id})
-            session.cancel()
+        self.cancel_requests({request_id})
+
+    def cancel_requests(self, request_ids: Collection[int]) -> None:
+        """Rows cancelled in the table (NOTIFY, or read back by the reconciliation)."""
+        for request_id in request_ids:
+            session = self._sessions.get(request_id)
+            if session is not None and not session.stopping:
+                log.info("cancel requested", extra={"action": "cancel", "request_id": request_id})
+                session.cancel()
+
+    def leases_lost(self, leases: Mapping[int, UUID], request_ids: Collection[int]) -> None:
+        """Rows another instance took over (their lease token changed) while a session of
+        ``leases`` (the tokens the check was made with) still drives them."""
+        for request_id in request_ids:
+            session = self._sessions.get(request_id)
+            if session is None or session.req.lease_token != leases.get(request_id):
+                continue  # finished meanwhile, or a newer session of ours
+            if session.lease_lost():
+                metrics.LEASES_LOST.inc()
+                log.warning(
+                    "lease lost: another instance owns the request, no longer driving it",
+                    extra={"action": "lease_lost", "request_id": request_id},
+                )
 
     # -- lifecycle ------------------------------------------------------------------------------
 

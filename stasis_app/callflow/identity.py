@@ -4,6 +4,10 @@ For each (auth user, HA1) we PUT a memory ``auth`` object and an ``endpoint`` th
 attribute of the trunk endpoint (as this Asterisk reports them: versions differ) with its own
 ``outbound_auth``. Objects are shared by the calls that use the same identity and deleted when
 the last of them is done. Responses are never logged: the auth PUT echoes ``md5_cred``.
+
+References are counted per Asterisk lifetime: after a restart (``forget_all``) the objects are
+created again under fresh entries, and a release of a reference taken before it is a no-op, so
+a call that outlived the old Asterisk never deletes the endpoint a new call is dialling through.
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ class _Entry:
     refs: int
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     failed: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class IdentityRef:
+    """One call's hold on an identity; release it once."""
+
+    key: str
+    entry: _Entry
 
 
 class IdentityObjects:
@@ -52,8 +64,8 @@ class IdentityObjects:
     def live_objects(self) -> int:
         return len(self._entries)
 
-    async def acquire(self, auth_user: str, ha1: str) -> str:
-        """Make sure the identity's endpoint exists; return its key (release it later)."""
+    async def acquire(self, auth_user: str, ha1: str) -> IdentityRef:
+        """Make sure the identity's endpoint exists; return the hold on it (release it later)."""
         key = self.key(auth_user, ha1)
         entry = self._entries.get(key)
         if entry is not None:
@@ -61,7 +73,7 @@ class IdentityObjects:
             await entry.ready.wait()
             if entry.failed is not None:
                 raise entry.failed
-            return key
+            return IdentityRef(key, entry)
         entry = self._entries[key] = _Entry(refs=1)
         try:
             pending_delete = self._deleting.get(key)
@@ -74,12 +86,12 @@ class IdentityObjects:
             raise
         finally:
             entry.ready.set()
-        return key
+        return IdentityRef(key, entry)
 
-    async def release(self, key: str) -> None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return
+    async def release(self, ref: IdentityRef) -> None:
+        key, entry = ref.key, ref.entry
+        if self._entries.get(key) is not entry:
+            return  # taken before an Asterisk restart: that entry is forgotten
         entry.refs -= 1
         if entry.refs > 0:
             return

@@ -14,13 +14,14 @@ from stasis_app.domain.channels import Event
 
 CANCEL = "cancel"
 SHUTDOWN = "shutdown"
+LEASE_LOST = "lease_lost"
 
 
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Queued like an event, so a stop is handled in order with the rest."""
 
-    why: str  # CANCEL | SHUTDOWN
+    why: str  # CANCEL | SHUTDOWN | LEASE_LOST
 
 
 Item = Event | Stop | Vanished
@@ -34,6 +35,10 @@ class ShuttingDown(Exception):
     """The service stops: hang up and record what the call reached."""
 
 
+class LeaseLost(Exception):
+    """Another instance owns the row now: stop driving the call (no hang-up, no write)."""
+
+
 class Inbox:
     def __init__(self, legs: Legs) -> None:
         self._legs = legs
@@ -41,6 +46,7 @@ class Inbox:
         self._loop = asyncio.get_running_loop()
         self.stopping: str | None = None  # CANCEL | SHUTDOWN once asked
         self.stopped = asyncio.Event()
+        self.lease_lost = False
 
     def put(self, item: Event | Vanished) -> None:
         self._queue.put_nowait(item)
@@ -51,6 +57,15 @@ class Inbox:
             self.stopping = why
             self.stopped.set()
             self._queue.put_nowait(Stop(why))
+
+    def lose_lease(self) -> bool:
+        """Another instance took the row over; False when already known."""
+        if self.lease_lost:
+            return False
+        self.lease_lost = True
+        self.stopped.set()
+        self._queue.put_nowait(Stop(LEASE_LOST))
+        return True
 
     async def next(self, deadline: float, *, stoppable: bool = True) -> Item | None:
         """The next item, after folding it into the legs; None at the deadline.
@@ -68,6 +83,8 @@ class Inbox:
         else:
             item = self._queue.get_nowait()
         if isinstance(item, Stop):
+            if item.why == LEASE_LOST:
+                raise LeaseLost  # even in the teardown: the legs are not ours to hang up
             if stoppable:
                 raise Fenced if item.why == CANCEL else ShuttingDown
         else:

@@ -9,13 +9,15 @@ deadline: no state can hang.
 
 from __future__ import annotations
 
+import contextlib
+
 from stasis_app import metrics
 from stasis_app.callflow import bridging, outcomes, recovery
 from stasis_app.callflow.call import Call, CallConfig
 from stasis_app.callflow.dialling import RELEASED, Dialler
 from stasis_app.callflow.identity import IdentityObjects
 from stasis_app.callflow.ids import Ids
-from stasis_app.callflow.inbox import CANCEL, Fenced, ShuttingDown
+from stasis_app.callflow.inbox import CANCEL, Fenced, LeaseLost, ShuttingDown
 from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.outcomes import Recovery
 from stasis_app.callflow.plan import InvalidRequest, plan_call
@@ -41,6 +43,7 @@ class CallSession:
         self._call = Call(req, ari=ari, store=store, config=config, recovered=recovered)
         self._ids = ids
         self._dialler = Dialler(self._call, identities=identities, limiter=limiter, ids=ids)
+        self._writing = False  # the final write-back has started
 
     @property
     def req(self) -> CallbackRequest:
@@ -71,6 +74,16 @@ class CallSession:
         """Cancel (the row was cancelled) or shut down (the service stops)."""
         self._call.inbox.stop(why)
 
+    @property
+    def stopping(self) -> bool:
+        inbox = self._call.inbox
+        return inbox.stopping is not None or inbox.lease_lost
+
+    def lease_lost(self) -> bool:
+        """Another instance took the row over; False when already known, or when the row was
+        just written final (its lease ended with it: not a loss)."""
+        return not self._writing and self._call.inbox.lose_lease()
+
     def vanished(self, channel_ids: set[str], listed_at: float) -> None:
         """Resync after a reconnect: legs missing from ``channel_ids`` ended unseen."""
         for gone in self._call.legs.vanished(channel_ids, listed_at):
@@ -86,6 +99,8 @@ class CallSession:
         outcome: Outcome | None
         try:
             outcome = await self._run_call()
+        except LeaseLost:
+            outcome = None
         except Fenced:
             outcome = outcomes.CANCELLED
         except ShuttingDown:
@@ -96,8 +111,12 @@ class CallSession:
             call.log.exception("call flow error", extra={"action": "error"})
             outcome = outcomes.internal_error(exc)
         finally:
-            await tear_down(call, self._dialler.release_identities)
-        if outcome is None:
+            # Lease lost: the call is the new owner's; its legs and the identity objects they
+            # dial through are left as they are (the objects until Asterisk restarts).
+            if not call.inbox.lease_lost:
+                with contextlib.suppress(LeaseLost):
+                    await tear_down(call, self._dialler.release_identities)
+        if outcome is None or call.inbox.lease_lost:
             return
         outcome = outcomes.with_leg_values(
             outcome, call.legs.get(LegName.A), call.legs.get(LegName.B)
@@ -145,6 +164,7 @@ class CallSession:
 
     async def _write(self, outcome: Outcome) -> None:
         call = self._call
+        self._writing = True
         call.log.info(
             "request %s / %s",
             outcome.status,

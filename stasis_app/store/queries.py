@@ -51,9 +51,23 @@ SELECT EXTRACT(EPOCH FROM (min(next_call) - now()))::float8
 FROM callback_requests WHERE status = 'pending'
 """
 
+# A lease is ours while its token is: a row another instance recovered has a new one. A live
+# row cancelled meanwhile stays ours until its session has hung up and finished it.
+_HELD = f"""r.lease_token = l.token
+  AND (r.status IN {LIVE} OR r.status = 'cancelled' AND r.lease_until IS NOT NULL)"""
+
 RENEW_LEASES = f"""
-UPDATE callback_requests SET lease_until = now() + make_interval(secs => $2)
-WHERE id = ANY($3::bigint[]) AND claimed_by = $1 AND status IN {LIVE}
+UPDATE callback_requests r SET lease_until = now() + make_interval(secs => $1)
+FROM unnest($2::bigint[], $3::uuid[]) AS l(id, token)
+WHERE r.id = l.id AND {_HELD}
+RETURNING r.id
+"""
+
+# The live sessions' rows, read back: which were cancelled, which are no longer ours.
+RECONCILE = f"""
+SELECT l.id, coalesce(r.status = 'cancelled', false) AS cancelled, coalesce({_HELD}, false) AS held
+FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
+LEFT JOIN callback_requests r ON r.id = l.id
 """
 
 # Idempotent (a retry after a lost reply must not count twice): the channel id names the attempt.

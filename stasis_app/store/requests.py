@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+from uuid import UUID
 
 import asyncpg
 
@@ -31,6 +33,18 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+class Fetcher(Protocol):
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What the table says about the rows of live sessions."""
+
+    cancelled: set[int] = field(default_factory=set)
+    lost: set[int] = field(default_factory=set)  # lease taken over, or the row is gone
+
+
 class RequestStore:
     """Claims and write-backs. Every write-back is idempotent and retried through a database
     outage for up to ``retry_window`` seconds: live calls go on, results land once it is back.
@@ -42,8 +56,10 @@ class RequestStore:
         instance_id: str,
         lease_seconds: float,
         retry_window: float = 300.0,
+        leases: Fetcher | None = None,
     ) -> None:
         self.pool = pool
+        self.leases: Fetcher = leases or pool
         self.instance_id = instance_id
         self.lease_seconds = lease_seconds
         self.retry_window = retry_window
@@ -85,12 +101,25 @@ class RequestStore:
         value: float | None = await self.pool.fetchval(queries.NEXT_DUE_IN)
         return value
 
-    async def renew_leases(self, request_ids: Collection[int]) -> None:
-        """Only the rows of live sessions: a row we stopped working on must expire."""
-        if request_ids:
-            await self.pool.execute(
-                queries.RENEW_LEASES, self.instance_id, self.lease_seconds, list(request_ids)
-            )
+    async def renew_leases(self, leases: Mapping[int, UUID]) -> set[int]:
+        """Renew the leases of live sessions (a row we stopped working on must expire); the
+        ids renewed. Through ``leases``, a connection write-backs cannot starve."""
+        if not leases:
+            return set()
+        rows = await self.leases.fetch(
+            queries.RENEW_LEASES, self.lease_seconds, list(leases), list(leases.values())
+        )
+        return {row["id"] for row in rows}
+
+    async def reconcile(self, leases: Mapping[int, UUID]) -> Reconciled:
+        """Read the live sessions' rows back: cancelled ones, and ones no longer ours."""
+        if not leases:
+            return Reconciled()
+        rows = await self.leases.fetch(queries.RECONCILE, list(leases), list(leases.values()))
+        return Reconciled(
+            cancelled={row["id"] for row in rows if row["cancelled"] and row["held"]},
+            lost={row["id"] for row in rows if not row["held"]},
+        )
 
     async def start_attempt(
         self, req: CallbackRequest, call_id: str, channel_id: str
