@@ -116,9 +116,10 @@ async def test_cancel_without_listen_is_read_from_the_table(
     # One reconciliation round (TWOWAY_POLL_MAX_SLEEP), then the hang-ups (a busy machine may
     # take seconds); without the reconciliation the call would stay up for good.
     await until(lambda: not sim.channels and not sim.bridges, timeout=poll + 10)
+    # Recorded by the session after the hang-up (its final write follows the teardown).
+    await until(lambda: _cause_recorded(pool, rid))
     row = await row_of(pool, rid)
     assert (row["status"], row["result"]) == ("cancelled", "cancelled")
-    assert row["leg_a_cause"] is not None  # recorded by the session after the hang-up
 
 
 async def test_a_session_whose_lease_is_lost_stops_driving_its_call(
@@ -148,6 +149,10 @@ async def test_a_session_whose_lease_is_lost_stops_driving_its_call(
     assert {f"twoway-{rid}-1a", f"twoway-{rid}-1b"} <= set(sim.channels)
     row = await row_of(pool, rid)
     assert (row["status"], row["claimed_by"], row["ended_at"]) == ("bridged", "node-2", None)
+
+
+async def _cause_recorded(pool: asyncpg.Pool, rid: int) -> bool:
+    return (await row_of(pool, rid))["leg_a_cause"] is not None
 
 
 async def _status_is(pool: asyncpg.Pool, rid: int, status: str) -> bool:
