@@ -134,7 +134,7 @@ class CallHarness:
     async def done(self, row: FakeRow, timeout: float = WAIT) -> FakeRow:
         """Until no session drives the row any more (it ended, or went back to pending)."""
         await self.until(
-            lambda: row.id not in self.engine.live_ids() and row.status not in LIVE_STATUSES,
+            lambda: row.id not in self.engine.live_leases() and row.status not in LIVE_STATUSES,
             f"request {row.id} done (status {row.status})",
             timeout,
         )

@@ -217,7 +217,7 @@ async def test_bridge_created_but_reply_lost(h: CallHarness) -> None:
     await h.answered(row, A)
     await h.answered(row, B)
     await h.until(
-        lambda: row.status == Status.BRIDGED or row.id not in h.engine.live_ids(),
+        lambda: row.status == Status.BRIDGED or row.id not in h.engine.live_leases(),
         "bridged or ended",
         timeout=WAIT + timing.SETTLE,
     )
@@ -321,7 +321,7 @@ async def test_recovered_bridged_call_survives_failing_lookups(h: CallHarness) -
     h.ari.fail("get_channel", times=2)
     h.recover(row)
     await h.until(
-        lambda: len(h.ari.did("get_channel")) >= 4 or row.id not in h.engine.live_ids(),
+        lambda: len(h.ari.did("get_channel")) >= 4 or row.id not in h.engine.live_leases(),
         "looked up past the failures",
     )
     assert h.ari.hung_up == []  # never cut a conversation on a transient fault
@@ -415,11 +415,6 @@ async def test_asterisk_restart_while_the_destination_rings(h: CallHarness) -> N
     nothing_left(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: after an Asterisk restart an old session's release deletes the identity "
-    "objects a new call uses",
-)
 async def test_asterisk_restart_old_release_keeps_new_identity(h: CallHarness) -> None:
     old = h.start()
     await h.ringing(old, A)
