@@ -41,6 +41,7 @@ class ServiceProcess:
             "TWOWAY_LOG_LEVEL": "INFO",
             "TWOWAY_RETRY_DELAY": "0.5",
             "TWOWAY_POLL_MAX_SLEEP": "1",
+            "TWOWAY_DB_POOL_SIZE": "3",  # frugal: the machine's Postgres is shared
             **overrides,
         }
 
