@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 import pytest
@@ -96,6 +97,42 @@ async def test_finish_keeps_a_concurrent_cancel(pool: asyncpg.Pool) -> None:
     assert await store.finish(req, Outcome(status="completed", result="answered"))
     row = await pool.fetchrow("SELECT status, result FROM callback_requests")
     assert tuple(row) == ("cancelled", "cancelled")
+
+
+def _scans(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """Every (node type, index name) of a JSON plan whose relation is callback_requests."""
+    found: list[tuple[str, str | None]] = []
+    if plan.get("Relation Name") == "callback_requests":
+        found.append((plan["Node Type"], plan.get("Index Name")))
+    for child in plan.get("Plans", []):
+        found += _scans(child)
+    return found
+
+
+async def test_claim_stays_an_index_scan_with_many_rows_waiting(pool: asyncpg.Pool) -> None:
+    """The claim's cost must not grow with the table: 20,000 rows pending for later and 5,000
+    finished ones, 100 due; the due rows are found through the partial index on next_call and
+    each row is updated through its primary key, never by a sequential scan."""
+    await insert(pool, 20_000, delay=86_400)
+    done = await insert(pool, 5_000)
+    await pool.execute(
+        "UPDATE callback_requests SET status = 'completed', result = 'answered' WHERE id = ANY($1)",
+        done,
+    )
+    await insert(pool, 100)
+    await pool.execute("ANALYZE callback_requests")
+    async with pool.acquire() as conn:
+        for query, args in (
+            (queries.CLAIM, (100, "inst-1", 60.0)),
+            (queries.NEXT_DUE_IN, ()),
+        ):
+            plan = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {query}", *args))
+            scans = _scans(plan[0]["Plan"])
+            assert scans, plan
+            assert all(kind != "Seq Scan" for kind, _ in scans), scans
+            assert {"Index Scan", "Index Only Scan"} & {
+                kind for kind, index in scans if index == "callback_requests_due_idx"
+            }, scans
 
 
 async def test_release_returns_undialled_rows(pool: asyncpg.Pool) -> None:
