@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,7 @@ from tests.pg import PgTestServer, with_database
 ARI_PASSWORD = "bench-ari"  # the simulator's made-up account
 HA1 = "0" * 32
 _TICKS = os.sysconf("SC_CLK_TCK")
+LOGS = Path(__file__).resolve().parent / "results"  # the service's log lines go to service.log
 
 
 class StatementCount:
@@ -207,16 +209,21 @@ async def _spawn_service(bench: Bench, env: dict[str, str]) -> None:
         "TWOWAY_ARI_PASSWORD": ARI_PASSWORD,
         "TWOWAY_IDENTITY_MODE": "static",
         "TWOWAY_HTTP_LISTEN": f"127.0.0.1:{port}",
-        "TWOWAY_LOG_LEVEL": "WARNING",
+        "TWOWAY_LOG_LEVEL": "INFO",  # the default: what its log lines cost is part of the cost
         "TWOWAY_MAX_CPS": "100000",
         "TWOWAY_MAX_CONCURRENT": "20000",
         "TWOWAY_CLAIM_BATCH": "500",
         **env,
     }
     command = [sys.executable, "-m", "stasis_app.cli", "run"]
-    bench.process = await asyncio.create_subprocess_exec(
-        *command, env=environment, stdout=asyncio.subprocess.DEVNULL
-    )
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = os.open(LOGS / "service.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:  # the child keeps its own copy of the descriptor
+        bench.process = await asyncio.create_subprocess_exec(
+            *command, env=environment, stdout=log, stderr=log
+        )
+    finally:
+        os.close(log)
     bench.http_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     async with aiohttp.ClientSession() as http:

@@ -15,6 +15,7 @@ import pytest
 
 from stasis_app.domain.request import CallbackRequest, Outcome
 from stasis_app.store import queries
+from stasis_app.store.batching import WriteBatch
 from stasis_app.store.listener import APPLICATION_NAME, NotifyListener
 from stasis_app.store.requests import RequestStore
 from stasis_app.store.watcher import QueueWatcher
@@ -59,17 +60,6 @@ async def test_two_claimers_never_get_the_same_row(pool: asyncpg.Pool) -> None:
     first, second = await asyncio.gather(*(drain(s) for s in stores))
     assert len(first) + len(second) == 300
     assert not set(first) & set(second)
-
-
-async def test_claim_uses_the_partial_index(pool: asyncpg.Pool) -> None:
-    await pool.execute(
-        "INSERT INTO callback_requests (original_cli, status, result) "
-        "SELECT g::text, 'completed', 'answered' FROM generate_series(1, 20000) g"
-    )
-    await insert(pool, 5)
-    await pool.execute("ANALYZE callback_requests")
-    plan = await pool.fetchval("EXPLAIN (FORMAT JSON) " + queries.CLAIM, 10, "x", 60.0)
-    assert "callback_requests_due_idx" in json.dumps(plan)
 
 
 async def test_write_backs_are_fenced_by_the_lease(pool: asyncpg.Pool) -> None:
@@ -133,6 +123,70 @@ async def test_claim_stays_an_index_scan_with_many_rows_waiting(pool: asyncpg.Po
             assert {"Index Scan", "Index Only Scan"} & {
                 kind for kind, index in scans if index == "callback_requests_due_idx"
             }, scans
+
+
+class _Counted:
+    """A WriteBatch's way to the database that counts its statements."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.statements = 0
+
+    async def __call__(
+        self, what: str, query: str, columns: list[list[object]]
+    ) -> list[asyncpg.Record]:
+        self.statements += 1
+        rows: list[asyncpg.Record] = await self.pool.fetch(query, *columns)
+        return rows
+
+
+def _finish_args(req: CallbackRequest, status: str = "completed") -> tuple[object, ...]:
+    return (req.id, req.lease_token, status, "answered", "caller hung up", *([None] * 6))
+
+
+async def test_write_backs_of_many_calls_share_one_statement(pool: asyncpg.Pool) -> None:
+    await insert(pool, 50)
+    claimed = await RequestStore(pool, "inst-1", 60).claim(50)
+    run = _Counted(pool)
+    batch = WriteBatch("finish", queries.FINISH, run)
+    stale = replace(claimed[0], lease_token=uuid.uuid4())
+    results = await asyncio.gather(
+        batch.write(*_finish_args(stale)), *(batch.write(*_finish_args(r)) for r in claimed[1:])
+    )
+    assert results[0] is None  # fenced off, alone: the others are applied
+    assert all(row is not None for row in results[1:])
+    assert run.statements == 1  # all came in one turn of the loop
+    assert (
+        await pool.fetchval("SELECT count(*) FROM callback_requests WHERE status = 'completed'")
+        == len(claimed) - 1
+    )
+
+
+async def test_a_bad_row_fails_alone_and_a_locked_row_waits(pool: asyncpg.Pool) -> None:
+    await insert(pool, 4)
+    first, bad, locked, good = await RequestStore(pool, "inst-1", 60).claim(4)
+    batch = WriteBatch("finish", queries.FINISH, _Counted(pool))
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT 1 FROM callback_requests WHERE id = $1 FOR UPDATE", locked.id)
+        writes = [
+            asyncio.ensure_future(batch.write(*_finish_args(req, status)))
+            for req, status in ((first, "completed"), (bad, "bogus"), (good, "completed"))
+        ]
+        await asyncio.sleep(0)  # the three are out together; the fourth comes after
+        writes.append(asyncio.ensure_future(batch.write(*_finish_args(locked))))
+        await asyncio.wait_for(asyncio.wait(writes[:3]), 10)
+        assert not writes[3].done()  # waits for the lock; the rows beside it did not
+    assert await asyncio.wait_for(writes[3], 10) is not None
+    assert writes[0].result() is not None and writes[2].result() is not None
+    with pytest.raises(asyncpg.CheckViolationError):
+        writes[1].result()
+    rows = await pool.fetch("SELECT id, status FROM callback_requests ORDER BY id")
+    assert {r["id"]: r["status"] for r in rows} == {
+        first.id: "completed",
+        bad.id: "calling",
+        locked.id: "completed",
+        good.id: "completed",
+    }
 
 
 async def test_release_returns_undialled_rows(pool: asyncpg.Pool) -> None:

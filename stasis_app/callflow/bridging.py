@@ -31,7 +31,7 @@ async def talk(call: Call, ids: Ids) -> Outcome:
     if not await call.store.bridged(call.req, bridge_id, leg_b.protocol_id):
         raise Fenced
     call.phase = Status.BRIDGED
-    call.log.info("bridged", extra={"action": "bridged", "bridge_id": bridge_id})
+    call.log.debug("bridged", extra={"action": "bridged", "bridge_id": bridge_id})
     return await watch(call, leg_a, leg_b)
 
 

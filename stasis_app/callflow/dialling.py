@@ -121,7 +121,7 @@ class Dialler:
                 return outcomes.unanswered(leg)
         metrics.ANSWER_DELAY.labels(leg.name).observe(leg.answered_at - leg.originated_at)
         metrics.LEG_OUTCOMES.labels(leg.name, "answered").inc()
-        call.log.info(
+        call.log.debug(
             "leg answered",
             extra={"action": "leg_answered", "leg": leg.name, "channel_id": leg.channel_id},
         )
@@ -129,6 +129,8 @@ class Dialler:
 
     async def _pace(self) -> None:
         """Wait for a TWOWAY_MAX_CPS token, or until the session is stopped."""
+        if self._limiter.try_acquire():  # the common case: no waiter tasks
+            return
         token = asyncio.ensure_future(self._limiter.acquire())
         stopped = asyncio.ensure_future(self._call.inbox.stopped.wait())
         await asyncio.wait((token, stopped), return_when=asyncio.FIRST_COMPLETED)
@@ -198,7 +200,7 @@ class Dialler:
             return None
         leg.confirmed_at = call.now()
         metrics.ORIGINATED.labels(name).inc()
-        call.log.info(
+        call.log.debug(
             "originated", extra={"action": "originate", "leg": name, "channel_id": channel_id}
         )
         return leg

@@ -13,15 +13,21 @@ class RateLimiter:
         self._last = 0.0
         self._lock = asyncio.Lock()  # FIFO: callers go out in the order they asked
 
+    def _take(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        if self._last:
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    def try_acquire(self) -> bool:
+        """A token at once, or False: never ahead of a caller already waiting."""
+        return not self._lock.locked() and self._take()
+
     async def acquire(self) -> None:
         async with self._lock:
-            loop = asyncio.get_running_loop()
-            while True:
-                now = loop.time()
-                if self._last:
-                    self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-                self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
+            while not self._take():
                 await asyncio.sleep((1 - self._tokens) / self._rate)

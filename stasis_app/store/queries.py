@@ -4,6 +4,8 @@ Write-backs are fenced by ``lease_token``: a claim issues a new token, so an ins
 its lease (another instance recovered the row) matches nothing and changes nothing.
 """
 
+from dataclasses import dataclass
+
 from stasis_app.domain.request import COLUMNS
 
 # A claim returns every column the domain's CallbackRequest carries.
@@ -70,58 +72,106 @@ FROM unnest($1::bigint[], $2::uuid[]) AS l(id, token)
 LEFT JOIN callback_requests r ON r.id = l.id
 """
 
+
+@dataclass(frozen=True, slots=True)
+class Batched:
+    """A write-back for many rows at once: one statement, one round trip.
+
+    Parameters are arrays, one element per row: ``$1`` ids, ``$2`` lease tokens, then the
+    write's own columns. One result row per row locked: ``applied`` is false when the fence
+    (lease token) or the state check said no. ``batch`` skips rows another transaction holds
+    (``SKIP LOCKED``), so it never waits for a lock while holding others and cannot deadlock with
+    an operator's bulk UPDATE; the store writes those rows alone with ``single``, which waits.
+    """
+
+    batch: str
+    single: str
+
+
+def _batched(
+    columns: str, types: str, assignments: str, condition: str, returning: str = ""
+) -> Batched:
+    arrays = ", ".join(f"${n}::{t}[]" for n, t in enumerate(["bigint", "uuid", *types.split()], 1))
+
+    def build(lock: str) -> str:
+        return f"""
+WITH v AS (SELECT * FROM unnest({arrays}) AS u(id, token, {columns})),
+locked AS (
+    SELECT r.id FROM callback_requests r JOIN v ON r.id = v.id ORDER BY r.id {lock}
+),
+done AS (
+    UPDATE callback_requests r SET {assignments}
+    FROM v
+    WHERE r.id = v.id AND r.id IN (SELECT id FROM locked) AND r.lease_token = v.token
+      AND ({condition})
+    RETURNING r.id AS done_id{returning}
+)
+SELECT l.id, d.done_id IS NOT NULL AS applied, d.*
+FROM locked l LEFT JOIN done d ON d.done_id = l.id
+"""
+
+    return Batched(batch=build("FOR UPDATE OF r SKIP LOCKED"), single=build("FOR UPDATE OF r"))
+
+
 # Idempotent (a retry after a lost reply must not count twice): the channel id names the attempt.
-START_ATTEMPT = """
-UPDATE callback_requests
-SET attempts = CASE WHEN leg_a_channel_id IS NOT DISTINCT FROM $4 THEN attempts
-                    ELSE attempts + 1 END,
-    call_id = $3, leg_a_channel_id = $4, dialled_at = now(),
-    answered_at = NULL, connected_at = NULL, leg_b_channel_id = NULL, bridge_id = NULL,
-    leg_a_sip_call_id = NULL, leg_b_sip_call_id = NULL,
-    leg_a_cause = NULL, leg_a_sip_code = NULL, leg_b_cause = NULL, leg_b_sip_code = NULL,
-    leg_a_duration = NULL, leg_b_duration = NULL
-WHERE id = $1 AND lease_token = $2 AND status = 'calling'
-RETURNING attempts,
-          EXTRACT(EPOCH FROM clock_timestamp() - greatest(next_call, created_at))::float8
-              AS pickup_seconds
-"""
+START_ATTEMPT = _batched(
+    "call_id, channel_id",
+    "text text",
+    """attempts = CASE WHEN r.leg_a_channel_id IS NOT DISTINCT FROM v.channel_id
+                         THEN r.attempts ELSE r.attempts + 1 END,
+        call_id = v.call_id, leg_a_channel_id = v.channel_id, dialled_at = now(),
+        answered_at = NULL, connected_at = NULL, leg_b_channel_id = NULL, bridge_id = NULL,
+        leg_a_sip_call_id = NULL, leg_b_sip_call_id = NULL,
+        leg_a_cause = NULL, leg_a_sip_code = NULL, leg_b_cause = NULL, leg_b_sip_code = NULL,
+        leg_a_duration = NULL, leg_b_duration = NULL""",
+    "r.status = 'calling'",
+    """, r.attempts,
+        EXTRACT(EPOCH FROM clock_timestamp() - greatest(r.next_call, r.created_at))::float8
+            AS pickup_seconds""",
+)
 
-LEG_A_ANSWERED = """
-UPDATE callback_requests
-SET status = 'connecting', answered_at = coalesce(answered_at, now()),
-    leg_a_sip_call_id = $3, twoway_call_id = $4, leg_b_channel_id = $5
-WHERE id = $1 AND lease_token = $2
-  AND (status = 'calling' OR status = 'connecting' AND leg_b_channel_id = $5)
-"""
+LEG_A_ANSWERED = _batched(
+    "sip_call_id, twoway_call_id, leg_b",
+    "text text text",
+    """status = 'connecting', answered_at = coalesce(r.answered_at, now()),
+        leg_a_sip_call_id = v.sip_call_id, twoway_call_id = v.twoway_call_id,
+        leg_b_channel_id = v.leg_b""",
+    "r.status = 'calling' OR r.status = 'connecting' AND r.leg_b_channel_id = v.leg_b",
+)
 
-BRIDGED = """
-UPDATE callback_requests
-SET status = 'bridged', connected_at = coalesce(connected_at, now()), bridge_id = $3,
-    leg_b_sip_call_id = $4
-WHERE id = $1 AND lease_token = $2
-  AND (status = 'connecting' OR status = 'bridged' AND bridge_id = $3)
-"""
+BRIDGED = _batched(
+    "bridge, sip_call_id",
+    "text text",
+    """status = 'bridged', connected_at = coalesce(r.connected_at, now()), bridge_id = v.bridge,
+        leg_b_sip_call_id = v.sip_call_id""",
+    "r.status = 'connecting' OR r.status = 'bridged' AND r.bridge_id = v.bridge",
+)
+
+_LEG_COLUMNS = "a_cause, a_sip, b_cause, b_sip, a_duration, b_duration"
+_LEG_TYPES = "int int int int float8 float8"
+_LEG_VALUES = """leg_a_cause = v.a_cause, leg_a_sip_code = v.a_sip, leg_b_cause = v.b_cause,
+        leg_b_sip_code = v.b_sip, leg_a_duration = v.a_duration, leg_b_duration = v.b_duration"""
 
 # A cancel that raced the end keeps its status and result.
-FINISH = """
-UPDATE callback_requests
-SET status = CASE WHEN status = 'cancelled' THEN status ELSE $3 END,
-    result = CASE WHEN status = 'cancelled' THEN 'cancelled' ELSE $4 END,
-    result_reason = $5, ended_at = now(), lease_until = NULL,
-    leg_a_cause = $6, leg_a_sip_code = $7, leg_b_cause = $8, leg_b_sip_code = $9,
-    leg_a_duration = $10, leg_b_duration = $11
-WHERE id = $1 AND lease_token = $2 AND status NOT IN ('completed', 'failed')
-"""
+FINISH = _batched(
+    f"status, result, reason, {_LEG_COLUMNS}",
+    f"text text text {_LEG_TYPES}",
+    f"""status = CASE WHEN r.status = 'cancelled' THEN r.status ELSE v.status END,
+        result = CASE WHEN r.status = 'cancelled' THEN 'cancelled' ELSE v.result END,
+        result_reason = v.reason, ended_at = now(), lease_until = NULL,
+        {_LEG_VALUES}""",
+    "r.status NOT IN ('completed', 'failed')",
+)
 
-RETRY = f"""
-UPDATE callback_requests
-SET status = 'pending', result = $3, result_reason = $4,
-    next_call = now() + make_interval(secs => $5),
-    claimed_by = NULL, lease_token = NULL, lease_until = NULL,
-    leg_a_cause = $6, leg_a_sip_code = $7, leg_b_cause = $8, leg_b_sip_code = $9,
-    leg_a_duration = $10, leg_b_duration = $11
-WHERE id = $1 AND lease_token = $2 AND status IN {LIVE}
-"""
+RETRY = _batched(
+    f"result, reason, delay, {_LEG_COLUMNS}",
+    f"text text float8 {_LEG_TYPES}",
+    f"""status = 'pending', result = v.result, result_reason = v.reason,
+        next_call = now() + make_interval(secs => v.delay),
+        claimed_by = NULL, lease_token = NULL, lease_until = NULL,
+        {_LEG_VALUES}""",
+    f"r.status IN {LIVE}",
+)
 
 # Claimed but never dialled: back to the queue with no attempt spent.
 RELEASE = """

@@ -15,22 +15,11 @@ from stasis_app import metrics
 from stasis_app.backoff import Backoff
 from stasis_app.domain.request import CallbackRequest, Outcome
 from stasis_app.store import queries
+from stasis_app.store.batching import TRANSIENT, WriteBatch
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# The database is unreachable or restarting: worth trying the same write again.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-)
 
 
 class Fetcher(Protocol):
@@ -63,6 +52,12 @@ class RequestStore:
         self.instance_id = instance_id
         self.lease_seconds = lease_seconds
         self.retry_window = retry_window
+        # One statement per kind carries the write-backs of every call that has one ready.
+        self._started = WriteBatch("start_attempt", queries.START_ATTEMPT, self._fetch_columns)
+        self._answered = WriteBatch("leg_a_answered", queries.LEG_A_ANSWERED, self._fetch_columns)
+        self._bridged = WriteBatch("bridged", queries.BRIDGED, self._fetch_columns)
+        self._finished = WriteBatch("finish", queries.FINISH, self._fetch_columns)
+        self._retried = WriteBatch("retry", queries.RETRY, self._fetch_columns)
 
     async def _retrying(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
         loop = asyncio.get_running_loop()
@@ -83,6 +78,11 @@ class RequestStore:
 
     async def _execute(self, what: str, query: str, *args: object) -> bool:
         return _applied(await self._retrying(what, lambda: self.pool.execute(query, *args)))
+
+    async def _fetch_columns(
+        self, what: str, query: str, columns: list[list[object]]
+    ) -> list[asyncpg.Record]:
+        return await self._retrying(what, lambda: self.pool.fetch(query, *columns))
 
     async def claim(self, limit: int) -> list[CallbackRequest]:
         rows = await self.pool.fetch(queries.CLAIM, limit, self.instance_id, self.lease_seconds)
@@ -129,12 +129,7 @@ class RequestStore:
         Returns the pick-up latency (seconds since the row became due, by the database's clock),
         or None when the write was fenced off (cancelled, or the lease is lost).
         """
-        row = await self._retrying(
-            "start_attempt",
-            lambda: self.pool.fetchrow(
-                queries.START_ATTEMPT, req.id, req.lease_token, call_id, channel_id
-            ),
-        )
+        row = await self._started.write(req.id, req.lease_token, call_id, channel_id)
         return None if row is None else float(row["pickup_seconds"])
 
     async def leg_a_answered(
@@ -144,27 +139,19 @@ class RequestStore:
         twoway_call_id: str,
         leg_b_channel_id: str,
     ) -> bool:
-        return await self._execute(
-            "leg_a_answered",
-            queries.LEG_A_ANSWERED,
-            req.id,
-            req.lease_token,
-            sip_call_id,
-            twoway_call_id,
-            leg_b_channel_id,
+        row = await self._answered.write(
+            req.id, req.lease_token, sip_call_id, twoway_call_id, leg_b_channel_id
         )
+        return row is not None
 
     async def bridged(
         self, req: CallbackRequest, bridge_id: str, leg_b_sip_call_id: str | None
     ) -> bool:
-        return await self._execute(
-            "bridged", queries.BRIDGED, req.id, req.lease_token, bridge_id, leg_b_sip_call_id
-        )
+        row = await self._bridged.write(req.id, req.lease_token, bridge_id, leg_b_sip_call_id)
+        return row is not None
 
     async def finish(self, req: CallbackRequest, outcome: Outcome) -> bool:
-        return await self._execute(
-            "finish",
-            queries.FINISH,
+        row = await self._finished.write(
             req.id,
             req.lease_token,
             outcome.status,
@@ -172,18 +159,13 @@ class RequestStore:
             outcome.reason,
             *outcome.leg_values(),
         )
+        return row is not None
 
     async def retry(self, req: CallbackRequest, outcome: Outcome, delay: float) -> bool:
-        return await self._execute(
-            "retry",
-            queries.RETRY,
-            req.id,
-            req.lease_token,
-            outcome.result,
-            outcome.reason,
-            delay,
-            *outcome.leg_values(),
+        row = await self._retried.write(
+            req.id, req.lease_token, outcome.result, outcome.reason, delay, *outcome.leg_values()
         )
+        return row is not None
 
     async def refresh_queue_gauges(self) -> None:
         row = await self.pool.fetchrow(queries.QUEUE_DEPTH)
