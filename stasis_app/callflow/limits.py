@@ -29,5 +29,7 @@ class RateLimiter:
 
     async def acquire(self) -> None:
         async with self._lock:
-            while not self._take():
+            while True:
+                if self._take():
+                    return
                 await asyncio.sleep((1 - self._tokens) / self._rate)
