@@ -39,6 +39,7 @@ class Leg:
     protocol_id: str | None = None
     confirmed_at: float | None = None  # originate answered 200: Asterisk has the channel
     vanished: bool = False
+    ending: bool = False  # a hangup request was seen: Asterisk is hanging the channel up
 
     @property
     def gone(self) -> bool:
@@ -72,6 +73,7 @@ class Leg:
             self.answered_at = now
             self.protocol_id = event.channel.protocol_id
         elif isinstance(event, ChannelHangupRequest):
+            self.ending = True
             if not event.soft and event.cause:  # soft 32 is our own hangup, not a cause
                 self.cause = event.cause
             self.sip_code = event.tech_cause or self.sip_code

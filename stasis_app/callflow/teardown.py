@@ -32,15 +32,19 @@ async def tear_down(call: Call, release_identities: Callable[[], Awaitable[None]
     free the identity objects."""
     live = call.legs.live()
     for leg in live:
-        await hang_up(call, leg)
+        if not leg.ending:  # one Asterisk is hanging up already needs no request of ours
+            await hang_up(call, leg)
     if call.bridge_id is not None:
         await call.quietly(call.ari.destroy_bridge(call.bridge_id))
     deadline = call.now() + timing.TEARDOWN
-    while any(not leg.destroyed and leg.hung_up_by_us for leg in live):
+    while any(not leg.destroyed and (leg.hung_up_by_us or leg.ending) for leg in live):
         if await call.inbox.next(call.wake(deadline), stoppable=False) is None:
             if call.now() >= deadline:
                 break
-            await recovery.poll(call, [leg for leg in live if leg.hung_up_by_us])
+            await recovery.poll(call, [leg for leg in live if leg.hung_up_by_us or leg.ending])
+    for leg in live:
+        if not leg.destroyed:  # its end never came: make sure after all
+            await hang_up(call, leg)
     now = call.now()
     for leg in live:
         leg.end(now)
