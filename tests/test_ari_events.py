@@ -25,6 +25,7 @@ from stasis_app.ari import (
     StasisStart,
     parse_event,
 )
+from stasis_app.ari.events import CALL_EVENTS
 
 TRACES = Path(__file__).resolve().parents[1] / "ari-traces"
 WANTED = {
@@ -281,6 +282,29 @@ def test_channel_varset_rejected_without_json_decode(monkeypatch: pytest.MonkeyP
     assert parse_event(varset) is None
     assert parse_event(varset.replace('"type":"ChannelVarset"', '"type" : "ChannelVarset"')) is None
     assert parse_event(varset.encode()) is None
+
+
+def test_the_call_flow_set_drops_bridge_events_without_json_decode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bridge_events = [
+        line
+        for line in trace_lines(TRACES / "f_bridge.events.jsonl")
+        if json.loads(line)["type"]
+        in ("ChannelEnteredBridge", "ChannelLeftBridge", "BridgeDestroyed")
+    ]
+    kept = [e for e in scenario("a_answer_bye") if type(e).__name__ in CALL_EVENTS]
+    assert bridge_events and kept
+    again = [
+        parse_event(line, CALL_EVENTS) for line in trace_lines(TRACES / "a_answer_bye.events.jsonl")
+    ]
+    assert [e for e in again if e is not None] == kept
+
+    def boom(*args: object, **kwargs: object) -> object:
+        raise AssertionError("json.loads called for an unwanted event")
+
+    monkeypatch.setattr(json, "loads", boom)
+    assert all(parse_event(line, CALL_EVENTS) is None for line in bridge_events)
 
 
 def test_prefilter_stays_exact_in_tricky_cases() -> None:

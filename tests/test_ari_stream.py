@@ -289,12 +289,12 @@ async def test_events_wait_for_on_connect_but_the_socket_is_read_meanwhile(
     read = asyncio.Event()
     seen = 0
 
-    def counting_parse(raw: str | bytes) -> Event | None:
+    def counting_parse(raw: str | bytes, wanted: frozenset[str]) -> Event | None:
         nonlocal seen
         seen += 1
         if seen == 3:
             read.set()
-        return parse_event(raw)
+        return parse_event(raw, wanted)
 
     monkeypatch.setattr(stream_module, "parse_event", counting_parse)
     rec = Recorder()
@@ -483,12 +483,12 @@ async def test_an_unexpected_error_in_the_reader_reconnects(
 ) -> None:
     calls = 0
 
-    def flaky_parse(raw: str | bytes) -> Event | None:
+    def flaky_parse(raw: str | bytes, wanted: frozenset[str]) -> Event | None:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("surprise")
-        return parse_event(raw)
+        return parse_event(raw, wanted)
 
     monkeypatch.setattr(stream_module, "parse_event", flaky_parse)
     asterisk.greeting = [event_json("StasisEnd", "c1")]

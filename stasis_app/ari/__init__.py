@@ -20,7 +20,7 @@ from typing import Self
 import aiohttp
 
 from stasis_app.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
-from stasis_app.ari.events import parse_event
+from stasis_app.ari.events import CALL_EVENTS, parse_event
 from stasis_app.ari.rest import AriRest, Observer, normalise_base_url
 from stasis_app.ari.stream import EventStream
 from stasis_app.config import Settings
@@ -154,6 +154,7 @@ class AriClient:
             heartbeat=self.settings.ari_heartbeat,
             reconnect_max=self.settings.ari_reconnect_max,
             connect_timeout=self.settings.ari_timeout,
+            wanted=CALL_EVENTS,
         )
 
 

@@ -147,7 +147,16 @@ _WS = " \t\r\n"
 _NO_TYPE, _UNWANTED, _MAYBE = 0, 1, 2
 
 
-def _prefilter(raw: str) -> int:
+# What the call flow consumes: bridge events (entered, left, destroyed) say nothing it needs.
+CALL_EVENTS: frozenset[str] = frozenset(_PARSERS) - {
+    "ChannelEnteredBridge",
+    "ChannelLeftBridge",
+    "BridgeDestroyed",
+}
+ALL_EVENTS: frozenset[str] = frozenset(_PARSERS)
+
+
+def _prefilter(raw: str, wanted: frozenset[str]) -> int:
     if "\\u" in raw:
         return _MAYBE
     n = len(raw)
@@ -164,20 +173,21 @@ def _prefilter(raw: str) -> int:
                 j += 1
             if j < n and raw[j] == '"':
                 k = raw.find('"', j + 1)
-                if k != -1 and raw[j + 1 : k] in _PARSERS:
+                if k != -1 and raw[j + 1 : k] in wanted:
                     return _MAYBE
         i = raw.find('"type"', i + 6)
     return _UNWANTED
 
 
-def parse_event(raw: str | bytes) -> Event | None:
-    """One WebSocket message → a typed event; ``None`` for other types or malformed input.
+def parse_event(raw: str | bytes, wanted: frozenset[str] = ALL_EVENTS) -> Event | None:
+    """One WebSocket message → a typed event; ``None`` for types not ``wanted`` (those are
+    never JSON-decoded) or malformed input.
 
     Never raises: a bad message must not take the reader down.
     """
     try:
         text = raw if isinstance(raw, str) else raw.decode("utf-8")
-        verdict = _prefilter(text)
+        verdict = _prefilter(text, wanted)
         if verdict == _UNWANTED:
             return None
         if verdict == _NO_TYPE:
@@ -201,7 +211,8 @@ def parse_event(raw: str | bytes) -> Event | None:
         )
         return None
     event_type = obj.get("type")
-    parser = _PARSERS.get(event_type) if isinstance(event_type, str) else None
+    wanted_type = isinstance(event_type, str) and event_type in wanted
+    parser = _PARSERS.get(event_type) if wanted_type else None
     if parser is None:
         return None
     try:

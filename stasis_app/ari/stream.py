@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from pydantic import SecretStr
 
-from stasis_app.ari.events import parse_event
+from stasis_app.ari.events import ALL_EVENTS, parse_event
 from stasis_app.ari.rest import basic_auth_header, describe_transport_error, normalise_base_url
 from stasis_app.backoff import Backoff
 from stasis_app.domain.channels import Event
@@ -57,6 +57,7 @@ class EventStream:
         heartbeat: float = 10.0,
         reconnect_max: float = 30.0,
         connect_timeout: float = 10.0,
+        wanted: frozenset[str] = ALL_EVENTS,
     ) -> None:
         self._session = session
         self._url = normalise_base_url(base_url) + "/ari/events"
@@ -68,6 +69,7 @@ class EventStream:
         self._heartbeat = heartbeat
         self._reconnect_max = reconnect_max
         self._connect_timeout = connect_timeout
+        self._wanted = wanted  # event types decoded; the rest is dropped unread
 
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connected = asyncio.Event()
@@ -227,7 +229,7 @@ class EventStream:
                 msg = await ws.receive()
                 kind = msg.type
                 if kind is aiohttp.WSMsgType.TEXT or kind is aiohttp.WSMsgType.BINARY:
-                    event = parse_event(msg.data)
+                    event = parse_event(msg.data, self._wanted)
                     if event is None:
                         continue
                     if conn.pending is not None:
