@@ -211,8 +211,9 @@ def parse_event(raw: str | bytes, wanted: frozenset[str] = ALL_EVENTS) -> Event 
         )
         return None
     event_type = obj.get("type")
-    wanted_type = isinstance(event_type, str) and event_type in wanted
-    parser = _PARSERS.get(event_type) if wanted_type else None
+    parser = (
+        _PARSERS.get(event_type) if isinstance(event_type, str) and event_type in wanted else None
+    )
     if parser is None:
         return None
     try:
