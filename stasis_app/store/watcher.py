@@ -43,6 +43,9 @@ class QueueWatcher:
         self._on_recovered = on_recovered
         self._admit = admit  # the policy gate: what may be dialled of a claimed batch
         self._recovered_own = False  # the start-up pass over this instance id's old rows
+        # Leases run out on the scale of TWOWAY_LEASE_SECONDS: one recovery pass per
+        # ``max_sleep`` is as prompt as the idle poll, and spares every claim round a query.
+        self._recover_at = 0.0
         self._wake = asyncio.Event()
         self._backoff = Backoff(maximum=max_sleep)
         self.paused = False
@@ -69,10 +72,13 @@ class QueueWatcher:
     async def _recover(self) -> None:
         """Rows other instances (or our previous life) left live: adopt or finish them."""
         room = 0 if self.paused else min(self._free_slots(), self._batch)
-        if self._on_recovered is None or room <= 0:
+        now = asyncio.get_running_loop().time()
+        if self._on_recovered is None or room <= 0 or now < self._recover_at:
             return
         recovered = await self._store.recover(room, own=not self._recovered_own)
         self._recovered_own = True
+        # A full batch may have left more behind: look again next round.
+        self._recover_at = now + self._max_sleep if len(recovered) < room else 0.0
         if recovered:
             log.warning(
                 "recovered %d live requests of a lost instance",
