@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv demo test lint typecheck pytest test-embedded test-asterisk bench clean
+.PHONY: venv demo test lint typecheck pytest test-embedded test-asterisk bench bench-asterisk clean
 
 $(BIN)/twoway-callback: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test: lint typecheck pytest
 
 bench: venv
 	$(BIN)/python -m bench
+
+# Pick-up on a real Asterisk (the one tests/integration finds) with sipp, beside Asterisk's floor.
+bench-asterisk: venv
+	$(BIN)/python -m bench.asterisk
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -166,6 +166,11 @@ async def _py_spy(bench: Bench, out: Path | None) -> AsyncIterator[None]:
         await asyncio.wait_for(spy.wait(), 30)
 
 
+async def _machine(pg: PgTestServer) -> dict[str, Any]:
+    async with bench_setup(pg, HELD) as bench:
+        return await machine(bench.pool)
+
+
 def _per(total: int | None, count: int) -> float | None:
     return None if total is None else total / count
 
@@ -250,8 +255,7 @@ async def main(quick: bool, only: set[str], profile: Path | None) -> None:
     }
     try:
         results: dict[str, Any] = {}
-        async with bench_setup(pg, HELD) as bench:
-            results["machine"] = await machine(bench.pool)
+        results["machine"] = await _bounded(60, functools.partial(_machine, pg))
         for name, runs in benchmarks.items():
             if not only or name in only:
                 results[name] = [await _bounded(BOUND[name], run) for run in runs]
