@@ -17,7 +17,7 @@ import asyncpg
 from stasis_app import metrics
 from stasis_app.api.routes import refuse_open_api
 from stasis_app.api.server import build_apps, serving
-from stasis_app.ari import AriClient, EventStream
+from stasis_app.ari import CALL_EVENTS, AriClient, EventStream
 from stasis_app.callflow.call import CallConfig
 from stasis_app.callflow.engine import CallEngine
 from stasis_app.callflow.identity import IdentityObjects
@@ -242,7 +242,10 @@ async def running_service(
             watcher.paused = True  # requests wait for ARI instead of burning attempts
 
         stream = ari.event_stream(
-            on_event=engine.on_event, on_connect=on_connect, on_disconnect=on_disconnect
+            on_event=engine.on_event,
+            on_connect=on_connect,
+            on_disconnect=on_disconnect,
+            wanted=CALL_EVENTS,  # bridge events are dropped unread: the call flow needs none
         )
         service = Service(
             settings=settings,

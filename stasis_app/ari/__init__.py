@@ -20,7 +20,7 @@ from typing import Self
 import aiohttp
 
 from stasis_app.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
-from stasis_app.ari.events import CALL_EVENTS, parse_event
+from stasis_app.ari.events import ALL_EVENTS, CALL_EVENTS, parse_event
 from stasis_app.ari.rest import AriRest, Observer, normalise_base_url
 from stasis_app.ari.stream import EventStream
 from stasis_app.config import Settings
@@ -140,6 +140,7 @@ class AriClient:
         on_event: Callable[[Event], None],
         on_connect: Callable[[], Awaitable[None]],
         on_disconnect: Callable[[], None],
+        wanted: frozenset[str] = ALL_EVENTS,
     ) -> EventStream:
         """A stream for ``settings.ari_app`` on this client's session (one per app instance)."""
         return EventStream(
@@ -154,11 +155,13 @@ class AriClient:
             heartbeat=self.settings.ari_heartbeat,
             reconnect_max=self.settings.ari_reconnect_max,
             connect_timeout=self.settings.ari_timeout,
-            wanted=CALL_EVENTS,
+            wanted=wanted,
         )
 
 
 __all__ = [
+    "ALL_EVENTS",
+    "CALL_EVENTS",
     "AriClient",
     "AriConflict",
     "AriError",

@@ -15,7 +15,8 @@ from stasis_app import metrics
 from stasis_app.backoff import Backoff
 from stasis_app.domain.request import CallbackRequest, Outcome
 from stasis_app.store import queries
-from stasis_app.store.batching import TRANSIENT, WriteBatch
+from stasis_app.store.batching import TRANSIENT as TRANSIENT  # also the leases' retry rule
+from stasis_app.store.batching import WriteBatch
 
 log = logging.getLogger(__name__)
 
