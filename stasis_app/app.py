@@ -24,7 +24,7 @@ from stasis_app.callflow.identity import IdentityObjects
 from stasis_app.callflow.ids import Ids
 from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.resync import Resync
-from stasis_app.config import ARI_SIMULATOR, IdentityMode, Settings
+from stasis_app.config import ARI_SIMULATOR, IdentityMode, Settings, refuse_default_ari_password
 from stasis_app.domain.request import LIVE_STATUSES
 from stasis_app.errors import ConfigError
 from stasis_app.inbound import InboundTrigger
@@ -148,9 +148,11 @@ async def running_service(
     settings: Settings, *, auto_migrate: bool = False, ari_url: str | None = None
 ) -> AsyncIterator[Service]:
     """Start every part; yield the running service; stop it on exit."""
-    refuse_open_api(settings)  # before anything starts: a clear error, nothing half-up
+    # Before anything starts: a clear error, nothing half-up.
+    refuse_open_api(settings)
     if ari_url is None:
         refuse_missing_ari(settings)
+        refuse_default_ari_password(settings)
     async with contextlib.AsyncExitStack() as stack:
         url = await stack.enter_async_context(database_url(settings))
         pool = await create_pool(url, settings.db_pool_size)

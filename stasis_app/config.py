@@ -6,10 +6,12 @@ no default (``simulator`` asks for the built-in ARI simulator: no real calls).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +25,10 @@ from stasis_app.domain.policy import (
     parse_hourly_limits,
     parse_prefixes,
 )
+from stasis_app.errors import ConfigError
+
+# As deploy/asterisk/ari.conf ships: only for a local Asterisk (refused for a remote one).
+DEFAULT_ARI_PASSWORD = "twoway"  # noqa: S105
 
 # TWOWAY_ARI_URL value that runs the built-in ARI simulator instead of reaching an Asterisk.
 ARI_SIMULATOR = "simulator"
@@ -53,6 +59,18 @@ def _default_data_dir() -> Path:
     return Path(base) / "twoway-callback"
 
 
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # another host name: it may resolve to anything
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     """Split ``host:port`` (IPv6 as ``[::1]:8480``) into its parts."""
     host, sep, port = value.rpartition(":")
@@ -75,7 +93,7 @@ class Settings(BaseSettings):
     # --- ARI ------------------------------------------------------------------------------------
     ari_url: str = ""
     ari_user: str = "twoway"
-    ari_password: SecretStr = SecretStr("twoway")
+    ari_password: SecretStr = SecretStr(DEFAULT_ARI_PASSWORD)
     ari_app: str = "twoway-callback"
     ari_timeout: float = Field(default=10.0, gt=0)
     ari_heartbeat: float = Field(default=10.0, gt=0)
@@ -87,6 +105,7 @@ class Settings(BaseSettings):
     api_tokens: SecretStr = SecretStr("")  # comma-separated bearer tokens
     api_rate_limit: float = Field(default=50.0, gt=0)  # requests per second per token
     api_max_body: int = Field(default=64 * 1024, ge=1024)
+    api_auth_failures_per_minute: int = Field(default=10, ge=1)  # per client address
 
     # --- inbound ani_2way_ trigger ----------------------------------------------------------------
     default_username: str = ""
@@ -232,3 +251,19 @@ class Settings(BaseSettings):
     @property
     def inbound_limits(self) -> InboundLimits:
         return InboundLimits(self.inbound_max_per_caller_hour, self.inbound_max_per_minute)
+
+
+def refuse_default_ari_password(settings: Settings) -> None:
+    """ConfigError when the well-known default ARI password would go to a remote Asterisk
+    (checked at start): anyone who reaches its HTTP port could place calls with it."""
+    if settings.ari_password.get_secret_value() != DEFAULT_ARI_PASSWORD or settings.ari_url in (
+        "",
+        ARI_SIMULATOR,
+    ):
+        return  # a password of one's own, or the built-in simulator
+    host = urlsplit(settings.ari_url).hostname or ""
+    if not is_loopback(host):
+        raise ConfigError(
+            "TWOWAY_ARI_PASSWORD is the default and TWOWAY_ARI_URL is not a loopback address: "
+            "set a password of your own in ari.conf and TWOWAY_ARI_PASSWORD"
+        )

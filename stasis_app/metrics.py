@@ -148,6 +148,14 @@ POLICY_REFUSALS = Counter(
     ["rule"],
     registry=REGISTRY,
 )
+API_AUTH_OUTCOMES = ("rejected", "throttled")
+API_AUTH_FAILURES = Counter(
+    "twoway_api_auth_failures_total",
+    "API calls refused for their credentials: rejected (401), or throttled (429) because the "
+    "client address failed too often",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
 def _initialise_labels() -> None:
@@ -167,6 +175,8 @@ def _initialise_labels() -> None:
         INBOUND.labels(outcome)
     for rule in POLICY_RULES:
         POLICY_REFUSALS.labels(rule)
+    for outcome in API_AUTH_OUTCOMES:
+        API_AUTH_FAILURES.labels(outcome)
 
 
 _initialise_labels()

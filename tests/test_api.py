@@ -18,7 +18,7 @@ from stasis_app.api.schemas import Callback
 from stasis_app.errors import ConfigError
 from stasis_app.store.callbacks import PUBLIC_COLUMNS, CallbackStore
 from tests.conftest import REALM, ServiceFactory, ha1, service_settings
-from tests.test_api_support import TOKENS, body, call, row_count
+from tests.test_api_support import TOKEN, TOKEN_2, TOKENS, basic, body, call, row_count
 from tests.test_callflow import final_row, row_of, until
 
 SECRET_KEYS = {"md5secret", "twoway_md5secret", "lease_token", "password"}
@@ -249,7 +249,8 @@ async def test_cancel_pending_then_conflict(
 async def test_every_api_route_needs_a_token(
     pool: asyncpg.Pool, start_service: ServiceFactory
 ) -> None:
-    service = await start_service(api_tokens=TOKENS)
+    # Thirty failures from one address: past the default budget of failed authentications.
+    service = await start_service(api_tokens=TOKENS, api_auth_failures_per_minute=1000)
     url = service.http_url
     routes = [
         ("POST", "/v1/callbacks"),
@@ -262,16 +263,16 @@ async def test_every_api_route_needs_a_token(
     for method, path in routes:
         for headers in (
             {},
-            {"Authorization": "Bearer t3"},
+            {"Authorization": "Bearer test-token-three-03"},
             {"Authorization": "Bearer "},
-            {"Authorization": "Basic cG9ydGFsOnQx"},  # portal:t1: not on /v1
-            {"Authorization": "t1"},
+            {"Authorization": basic("portal", TOKEN)},  # not on /v1
+            {"Authorization": TOKEN},
         ):
             reply = await call(url, method, path, token=None, headers=headers)
             assert reply.status == 401, (method, path, headers)
             assert reply.json["error"] == "unauthorized"
             assert reply.headers["WWW-Authenticate"].startswith("Bearer")
-    assert (await call(url, "GET", "/v1/callbacks", token="t2")).status == 200
+    assert (await call(url, "GET", "/v1/callbacks", token=TOKEN_2)).status == 200
     assert await row_count(pool) == 0
     # Health and metrics stay open.
     for path in ("/healthz", "/metrics"):
@@ -463,7 +464,7 @@ async def test_rate_limit_per_token(pool: asyncpg.Pool, start_service: ServiceFa
     limited = await call(url, "GET", "/v1/callbacks")
     assert (limited.status, limited.json["error"]) == (429, "rate_limited")
     assert int(limited.headers["Retry-After"]) >= 1
-    assert (await call(url, "GET", "/v1/callbacks", token="t2")).status == 200  # its own bucket
+    assert (await call(url, "GET", "/v1/callbacks", token=TOKEN_2)).status == 200  # its own bucket
     await asyncio.sleep(1.1)
     assert (await call(url, "GET", "/v1/callbacks")).status == 200  # refilled
 

@@ -8,6 +8,7 @@ on this test's event loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import xmlrpc.client
 from dataclasses import dataclass
@@ -19,9 +20,15 @@ from multidict import CIMultiDictProxy
 
 from tests.conftest import ha1
 
-TOKENS = "t1,t2"
-TOKEN = "t1"
+TOKEN = "test-token-one-0001"  # tokens have at least 16 characters
+TOKEN_2 = "test-token-two-0002"
+TOKENS = f"{TOKEN},{TOKEN_2}"
 _DEFAULT = object()
+
+
+def basic(user: str, password: str) -> str:
+    """An HTTP Basic Authorization header value."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def body(**overrides: Any) -> dict[str, Any]:

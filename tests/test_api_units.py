@@ -3,41 +3,43 @@
 from __future__ import annotations
 
 import base64
+import re
 import xmlrpc.client
 from datetime import UTC, datetime
 
 import pytest
 
-from stasis_app.api.auth import ANONYMOUS, Guard, TokenAuth
-from stasis_app.api.errors import InvalidInput, NotFound, RateLimited, Unauthorized
+from stasis_app.api.auth import ANONYMOUS, Client, Guard, TokenAuth, parse_tokens
+from stasis_app.api.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from stasis_app.api.ratelimit import TokenBuckets
-from stasis_app.api.routes import is_loopback
 from stasis_app.api.validation import IntakeRules, parse_create, parse_id
 from stasis_app.api.xmlrpc_wire import from_wire, parse_call, to_wire
+from stasis_app.config import is_loopback
+from stasis_app.errors import ConfigError
 from tests.conftest import ha1
+from tests.test_api_support import basic
 
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+ALPHA = "alpha-0123456789ab"
+BETA = "beta-0123456789abc"
 
 
 def test_tokens_bearer_and_basic() -> None:
-    auth = TokenAuth(["alpha", "beta"])
-    assert auth.client("Bearer alpha", allow_basic=False) == "token-0"
-    assert auth.client("bearer   beta ", allow_basic=False) == "token-1"
-    assert auth.client(basic("anyone", "beta"), allow_basic=True) == "token-1"
-    assert auth.client(basic("", "alpha"), allow_basic=True) == "token-0"
+    auth = TokenAuth(parse_tokens([ALPHA, BETA]))
+    assert auth.client(f"Bearer {ALPHA}", allow_basic=False).key == "token-0"
+    assert auth.client(f"bearer   {BETA} ", allow_basic=False).key == "token-1"
+    assert auth.client(basic("anyone", BETA), allow_basic=True).key == "token-1"
+    assert auth.client(basic("", ALPHA), allow_basic=True).key == "token-0"
     for header, allow_basic in (
         (None, True),
         ("", True),
         ("Bearer", True),
-        ("Bearer alph", True),
-        ("Bearer alpha2", True),
-        ("alpha", True),
-        (basic("x", "alpha"), False),
-        (basic("alpha", ""), True),
+        (f"Bearer {ALPHA[:-1]}", True),
+        (f"Bearer {ALPHA}2", True),
+        (ALPHA, True),
+        (basic("x", ALPHA), False),
+        (basic(ALPHA, ""), True),
         ("Basic !!!", True),
-        ("Basic " + "YWxwaGE=", True),
+        ("Basic " + base64.b64encode(ALPHA.encode()).decode(), True),
         ("Bearer \udcff", True),
         ("Bearer ü", True),
     ):
@@ -48,8 +50,8 @@ def test_tokens_bearer_and_basic() -> None:
 def test_without_tokens_everyone_is_the_anonymous_client() -> None:
     auth = TokenAuth([])
     assert not auth.enabled
-    assert auth.client(None, allow_basic=False) == ANONYMOUS
-    assert auth.client("Bearer whatever", allow_basic=False) == ANONYMOUS
+    assert auth.client(None, allow_basic=False).key == ANONYMOUS
+    assert auth.client("Bearer whatever", allow_basic=False).key == ANONYMOUS
 
 
 def test_token_buckets_burst_then_rate() -> None:
@@ -65,15 +67,23 @@ def test_token_buckets_burst_then_rate() -> None:
     assert TokenBuckets(50.0).burst == 50.0  # one second's worth
 
 
+def _guard(now: list[float], failures_per_minute: float = 10) -> Guard:
+    return Guard(
+        TokenAuth(parse_tokens([ALPHA, BETA])),
+        TokenBuckets(1.0, clock=lambda: now[0]),
+        TokenBuckets(failures_per_minute / 60, burst=failures_per_minute, clock=lambda: now[0]),
+    )
+
+
 def test_guard_limits_each_client() -> None:
     now = [0.0]
-    guard = Guard(TokenAuth(["t1", "t2"]), TokenBuckets(1.0, clock=lambda: now[0]))
+    guard = _guard(now)
     for _ in range(5):
-        guard.admit("Bearer t1", allow_basic=False)
+        guard.admit(f"Bearer {ALPHA}", address="10.0.0.1", allow_basic=False)
     with pytest.raises(RateLimited) as limited:
-        guard.admit("Bearer t1", allow_basic=False)
+        guard.admit(f"Bearer {ALPHA}", address="10.0.0.1", allow_basic=False)
     assert limited.value.retry_after == pytest.approx(1.0)
-    guard.admit("Bearer t2", allow_basic=False)
+    guard.admit(f"Bearer {BETA}", address="10.0.0.1", allow_basic=False)
 
 
 @pytest.mark.parametrize(
@@ -132,3 +142,70 @@ def test_xmlrpc_values_both_ways() -> None:
     }
     name, params = parse_call(xmlrpc.client.dumps((1, "a"), "callback.get").encode())
     assert (name, params) == ("callback.get", (1, "a"))
+
+
+class CountingAuth(TokenAuth):
+    """The real TokenAuth, counting how often it is asked to authenticate."""
+
+    calls = 0
+
+    def client(self, authorization: str | None, *, allow_basic: bool) -> Client:
+        self.calls += 1
+        return super().client(authorization, allow_basic=allow_basic)
+
+
+def test_failed_authentications_are_throttled_per_address_before_authenticating() -> None:
+    now = [0.0]
+    auth = CountingAuth(parse_tokens([ALPHA]))
+    guard = Guard(auth, TokenBuckets(100.0), TokenBuckets(3 / 60, burst=3, clock=lambda: now[0]))
+    for _ in range(3):
+        with pytest.raises(Unauthorized):
+            guard.admit("Bearer wrong-guess-0123456", address="10.0.0.9", allow_basic=False)
+    assert auth.calls == 3
+    # The budget is spent: refused before any authentication, even with the right token.
+    with pytest.raises(RateLimited) as limited:
+        guard.admit(f"Bearer {ALPHA}", address="10.0.0.9", allow_basic=False)
+    assert auth.calls == 3
+    assert limited.value.retry_after == pytest.approx(20.0)  # one failure back per 20 s
+    # Another address has its own budget; a success spends nothing of it.
+    for _ in range(5):
+        assert guard.admit(f"Bearer {ALPHA}", address="10.0.0.10", allow_basic=False)
+    now[0] += 20
+    assert guard.admit(f"Bearer {ALPHA}", address="10.0.0.9", allow_basic=False).key == "token-0"
+
+
+@pytest.mark.parametrize(
+    ("entries", "scopes"),
+    [
+        ([ALPHA], [{"read", "create", "cancel"}]),  # as before scopes existed: everything
+        ([f"{ALPHA}:read"], [{"read"}]),
+        ([f"{ALPHA}:read+create", BETA], [{"read", "create"}, {"read", "create", "cancel"}]),
+        ([f"{ALPHA}: cancel + read"], [{"read", "cancel"}]),
+    ],
+)
+def test_token_scopes(entries: list[str], scopes: list[set[str]]) -> None:
+    assert [set(t.scopes) for t in parse_tokens(entries)] == scopes
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (["short-token"], "entry 1 is shorter than 16 characters"),
+        ([ALPHA, "short-token:read"], "entry 2 is shorter than 16 characters"),
+        ([f"{ALPHA}:write"], "entry 1: after ':' come scopes joined by '+'"),
+        ([f"{ALPHA}:read,create"], "entry 1: after ':' come scopes"),
+        ([f"{ALPHA}:"], "entry 1: after ':' come scopes"),
+    ],
+)
+def test_bad_tokens_are_refused_without_echoing_them(entries: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        parse_tokens(entries)
+    assert not any(entry.partition(":")[0] in str(refused.value) for entry in entries)
+
+
+def test_a_client_without_the_scope_is_forbidden() -> None:
+    (token,) = parse_tokens([f"{ALPHA}:read"])
+    client = TokenAuth([token]).client(f"Bearer {ALPHA}", allow_basic=False)
+    client.require("read")
+    with pytest.raises(Forbidden, match="lacks the 'create' scope"):
+        client.require("create")

@@ -12,7 +12,7 @@ import pytest
 from ari_simulator import Script, Simulator
 from stasis_app.store.callbacks import CallbackStore
 from tests.conftest import ServiceFactory, ha1
-from tests.test_api_support import TOKENS, body, call, fault_of, proxy, row_count, xcall
+from tests.test_api_support import TOKEN_2, TOKENS, body, call, fault_of, proxy, row_count, xcall
 from tests.test_callflow import final_row
 
 INVALID, NOT_FOUND, CONFLICT, UNAUTHORIZED, MALFORMED, NO_METHOD, RATE, TOO_LARGE = (
@@ -77,7 +77,7 @@ async def test_bearer_basic_and_list_methods(
     pool: asyncpg.Pool, start_service: ServiceFactory
 ) -> None:
     service = await start_service(api_tokens=TOKENS)
-    for server in (proxy(service.http_url, "t2"), proxy(service.http_url, basic=False)):
+    for server in (proxy(service.http_url, TOKEN_2), proxy(service.http_url, basic=False)):
         assert await xcall(server, "system.listMethods") == [
             "callback.cancel",
             "callback.create",
@@ -241,7 +241,7 @@ async def test_too_large_and_rate_limited_are_faults(
     pool: asyncpg.Pool, start_service: ServiceFactory
 ) -> None:
     service = await start_service(api_tokens=TOKENS, api_max_body=1024, api_rate_limit=1)
-    server = proxy(service.http_url, "t2")
+    server = proxy(service.http_url, TOKEN_2)
     fault = await fault_of(
         server,
         "callback.create",

@@ -311,7 +311,7 @@ def test_compose_validates_with_docker_compose(tmp_path: Path) -> None:
     compose = shutil.which("docker-compose")
     if compose is None:
         pytest.skip("docker-compose not installed (Debian package: docker-compose)")
-    env = {**os.environ, "TWOWAY_API_TOKENS": "a-token"}  # compose insists on one
+    env = {**os.environ, "TWOWAY_API_TOKENS": "a-token-of-16-chars"}  # compose insists on one
     done = subprocess.run(
         [compose, "-f", str(COMPOSE), "config", "-q"],
         cwd=ROOT,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
@@ -38,13 +39,20 @@ def _http_error(exc: web.HTTPException) -> web.Response:
     return web.json_response(body, status=exc.status, headers=headers)
 
 
-def json_api_middleware(guard: Guard) -> Middleware:
+def json_api_middleware(guard: Guard, scopes: Mapping[web.AbstractRoute, str]) -> Middleware:
+    """``scopes``: the scope a token needs for each route (filled as routes are added)."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path != PREFIX and not request.path.startswith(PREFIX + "/"):
             return await handler(request)
         try:
-            guard.admit(request.headers.get(hdrs.AUTHORIZATION), allow_basic=False)
+            client = guard.admit(
+                request.headers.get(hdrs.AUTHORIZATION), address=request.remote, allow_basic=False
+            )
+            scope = scopes.get(request.match_info.route)
+            if scope is not None:
+                client.require(scope)
             return await handler(request)
         except ApiError as exc:
             return error_response(exc)

@@ -1,4 +1,5 @@
-"""Token buckets keyed by client (one per API token): TWOWAY_API_RATE_LIMIT requests per second."""
+"""Token buckets keyed by client: API requests per token (TWOWAY_API_RATE_LIMIT per second),
+failed authentications per client address (TWOWAY_API_AUTH_FAILURES_PER_MINUTE)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,22 @@ class _Bucket:
 
 
 class TokenBuckets:
-    """Burst ``max(rate, BURST_MIN)`` (one second's worth), refilled at ``rate`` per second."""
+    """Burst ``burst`` (default one second's worth, at least BURST_MIN), refilled at ``rate``
+    per second."""
 
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
-        self.burst = max(rate, BURST_MIN)
+        self.burst = burst if burst is not None else max(rate, BURST_MIN)
         self._clock = clock
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def take(self, key: str) -> float:
-        """Spend one token of ``key``'s bucket: 0.0 when allowed, else seconds to wait."""
+    def _refilled(self, key: str) -> _Bucket:
         now = self._clock()
         bucket = self._buckets.pop(key, None) or _Bucket(self.burst, now)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
@@ -35,7 +42,21 @@ class TokenBuckets:
         self._buckets[key] = bucket  # most recently used last
         if len(self._buckets) > MAX_KEYS:
             self._buckets.popitem(last=False)
-        if bucket.tokens >= 1.0:
+        return bucket
+
+    def _wait(self, bucket: _Bucket) -> float:
+        return 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / self.rate
+
+    def take(self, key: str) -> float:
+        """Spend one token of ``key``'s bucket: 0.0 when allowed, else seconds to wait."""
+        bucket = self._refilled(key)
+        wait = self._wait(bucket)
+        if wait == 0.0:
             bucket.tokens -= 1.0
+        return wait
+
+    def wait(self, key: str) -> float:
+        """Seconds until ``key`` could spend a token (0.0: now), spending nothing."""
+        if key not in self._buckets:
             return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+        return self._wait(self._refilled(key))

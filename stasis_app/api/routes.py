@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 import asyncpg
 from aiohttp import web
 
-from stasis_app.api.auth import Guard, TokenAuth
+from stasis_app.api.auth import ApiToken, Guard, TokenAuth, parse_tokens
 from stasis_app.api.callbacks import CallbackHandlers
 from stasis_app.api.middleware import json_api_middleware
 from stasis_app.api.openapi import openapi_document
@@ -16,7 +15,7 @@ from stasis_app.api.operations import Callbacks
 from stasis_app.api.ratelimit import TokenBuckets
 from stasis_app.api.validation import IntakeRules
 from stasis_app.api.xmlrpc import XmlRpcEndpoint
-from stasis_app.config import IdentityMode, Settings, parse_listen
+from stasis_app.config import IdentityMode, Settings, is_loopback, parse_listen
 from stasis_app.errors import ConfigError
 from stasis_app.store.callbacks import CallbackStore
 
@@ -25,21 +24,10 @@ log = logging.getLogger(__name__)
 ID = r"{id:[0-9]+}"
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # another host name: it may resolve to anything
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return address.is_loopback
-
-
 def refuse_open_api(settings: Settings) -> None:
-    """ConfigError when the API would serve the network without tokens (checked at start)."""
-    if settings.api_token_list:
+    """ConfigError (checked at start) when a token is malformed or too short, or the API would
+    serve the network without tokens."""
+    if parse_tokens(settings.api_token_list):
         return
     host, _ = parse_listen(settings.http_listen)
     if not is_loopback(host):
@@ -49,9 +37,9 @@ def refuse_open_api(settings: Settings) -> None:
         )
 
 
-def _tokens(settings: Settings) -> list[str]:
+def _tokens(settings: Settings) -> list[ApiToken]:
     refuse_open_api(settings)
-    tokens = settings.api_token_list
+    tokens = parse_tokens(settings.api_token_list)
     if tokens:
         return tokens
     log.warning(
@@ -70,7 +58,12 @@ def intake_rules(settings: Settings) -> IntakeRules:
 
 def add_api_routes(app: web.Application, pool: asyncpg.Pool, settings: Settings) -> None:
     """Mount the API on ``app``; ConfigError when it would be open to the network."""
-    guard = Guard(TokenAuth(_tokens(settings)), TokenBuckets(settings.api_rate_limit))
+    failures = settings.api_auth_failures_per_minute
+    guard = Guard(
+        TokenAuth(_tokens(settings)),
+        TokenBuckets(settings.api_rate_limit),
+        TokenBuckets(failures / 60, burst=failures),
+    )
     callbacks = Callbacks(CallbackStore(pool), intake_rules(settings), settings.destination_policy)
     handlers = CallbackHandlers(callbacks, settings.api_max_body)
     document = openapi_document()
@@ -78,10 +71,11 @@ def add_api_routes(app: web.Application, pool: asyncpg.Pool, settings: Settings)
     async def openapi(_request: web.Request) -> web.Response:
         return web.json_response(document)
 
-    app.middlewares.append(json_api_middleware(guard))
-    app.router.add_post("/v1/callbacks", handlers.create)
-    app.router.add_get("/v1/callbacks", handlers.list)
-    app.router.add_get(f"/v1/callbacks/{ID}", handlers.get)
-    app.router.add_post(f"/v1/callbacks/{ID}/cancel", handlers.cancel)
+    scopes: dict[web.AbstractRoute, str] = {}
+    app.middlewares.append(json_api_middleware(guard, scopes))
+    scopes[app.router.add_post("/v1/callbacks", handlers.create)] = "create"
+    scopes[app.router.add_get("/v1/callbacks", handlers.list)] = "read"
+    scopes[app.router.add_get(f"/v1/callbacks/{ID}", handlers.get)] = "read"
+    scopes[app.router.add_post(f"/v1/callbacks/{ID}/cancel", handlers.cancel)] = "cancel"
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_post("/xmlrpc", XmlRpcEndpoint(callbacks, guard, settings.api_max_body).handle)

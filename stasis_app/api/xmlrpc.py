@@ -2,7 +2,8 @@
 
 Every answer is HTTP 200 with a methodResponse: a result, or a fault whose code says what went
 wrong (table in ``api.errors``: 1 invalid params, 2 not found, 3 conflict, 4 unauthorized,
-5 internal, 6 malformed request, 7 no such method, 8 rate limited, 9 body too large).
+5 internal, 6 malformed request, 7 no such method, 8 rate limited, 9 body too large,
+10 refused by the destination policy, 11 the token lacks the method's scope).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from stasis_app.api.auth import Guard
+from stasis_app.api.auth import Client, Guard
 from stasis_app.api.body import read_body
 from stasis_app.api.errors import INTERNAL_FAULT, ApiError, InvalidInput, NoSuchMethod, Problem
 from stasis_app.api.operations import Callbacks
@@ -29,19 +30,21 @@ class XmlRpcEndpoint:
         self._guard = guard
         self._max_body = max_body
         self._callbacks = callbacks
-        # name -> (implementation, the parameters it takes, for the fault string)
-        self._methods: dict[str, tuple[Method, tuple[str, ...]]] = {
-            "callback.create": (self._create, ("struct",)),
-            "callback.get": (callbacks.get, ("id",)),
-            "callback.cancel": (callbacks.cancel, ("id",)),
-            "system.listMethods": (self._list_methods, ()),
+        # name -> (implementation, the parameters it takes (for the fault string), its scope)
+        self._methods: dict[str, tuple[Method, tuple[str, ...], str | None]] = {
+            "callback.create": (self._create, ("struct",), "create"),
+            "callback.get": (callbacks.get, ("id",), "read"),
+            "callback.cancel": (callbacks.cancel, ("id",), "cancel"),
+            "system.listMethods": (self._list_methods, (), None),
         }
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
-            self._guard.admit(request.headers.get(hdrs.AUTHORIZATION), allow_basic=True)
+            client = self._guard.admit(
+                request.headers.get(hdrs.AUTHORIZATION), address=request.remote, allow_basic=True
+            )
             method, params = parse_call(await read_body(request, self._max_body))
-            body = dump_result(await self._call(method, params))
+            body = dump_result(await self._call(client, method, params))
         except ApiError as exc:
             body = dump_fault(exc.fault_code, exc.fault_string())
         except Exception as exc:
@@ -54,10 +57,12 @@ class XmlRpcEndpoint:
             body = dump_fault(INTERNAL_FAULT, "internal error")
         return web.Response(body=body, content_type="text/xml", charset="utf-8")
 
-    async def _call(self, name: str, params: tuple[Any, ...]) -> Any:
+    async def _call(self, client: Client, name: str, params: tuple[Any, ...]) -> Any:
         if name not in self._methods:
             raise NoSuchMethod(f"no method {name[:64]!r}: see system.listMethods")
-        implementation, takes = self._methods[name]
+        implementation, takes, scope = self._methods[name]
+        if scope is not None:
+            client.require(scope)
         if len(params) != len(takes):
             wanted = ", ".join(takes) or "no parameters"
             raise InvalidInput(
