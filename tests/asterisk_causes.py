@@ -39,7 +39,10 @@ def expected(flow: str, version: Version) -> Causes:
         "destination_hangs_up": (16, None, 16, None),
         "leg_a_busy": (17, 486 if sip else None, None, None),
         "leg_a_no_answer": (no_answer, 480 if sip and no_answer == 19 else None, None, None),
+        # the softswitch refuses the digest of a wrong HA1 with 403
+        "leg_a_wrong_secret": (21, 403 if sip else None, None, None),
         "destination_busy": (16, None, 17, 486 if sip else None),
+        "destination_no_answer": (16, None, no_answer, 480 if sip and no_answer == 19 else None),
         # the user's BYE while leg B rings; we cancel leg B (16)
         "user_hangs_up": (far_end_bye_cause(version), None, 16, None),
         # cancel while bridged: we hang up both legs

@@ -14,7 +14,7 @@ import pytest
 from ari_simulator import Script, Simulator, SimulatorConfig
 from stasis_app.app import running_service
 from tests.asterisk_causes import causes, expected
-from tests.conftest import PASSWORDS, REALM, service_settings
+from tests.conftest import PASSWORDS, REALM, ha1, service_settings
 from tests.test_callflow import final_row, insert, row_of, until
 
 # The simulator's version knob, and the real release it plays (the one measured).
@@ -25,6 +25,8 @@ FLOWS: dict[str, dict[str, Script]] = {
     "leg_a_busy": {"87654321": Script(action="busy")},
     "leg_a_no_answer": {"87654321": Script(action="noanswer")},
     "destination_busy": {"87654321": Script(), "12345": Script(action="busy")},
+    "destination_no_answer": {"87654321": Script(), "12345": Script(action="noanswer")},
+    "leg_a_wrong_secret": {"87654321": Script()},
     "user_hangs_up": {
         "87654321": Script(hangup_after_ms=300),
         "12345": Script(action="noanswer"),
@@ -57,10 +59,13 @@ async def test_causes_as_on_a_real_asterisk(
     sim, version = versioned_sim
     for number, script in FLOWS[flow].items():
         sim.script(number, script)
-    settings = service_settings(db_url, sim.base_url, leg_a_timeout=1, leg_b_timeout=30)
+    # Ring timeouts: 1 s where the flow is about one, else long enough never to matter.
+    leg_b_timeout = 1 if flow == "destination_no_answer" else 30
+    settings = service_settings(db_url, sim.base_url, leg_a_timeout=1, leg_b_timeout=leg_b_timeout)
+    secret = ha1("902", "not-the-password") if flow == "leg_a_wrong_secret" else ha1("902")
     async with running_service(settings) as service:
         assert await service.wait_ready(10)
-        rid = await insert(pool, max_attempts=1)
+        rid = await insert(pool, max_attempts=1, md5secret=secret)
         if flow == "cancel_bridged":
             await until(lambda: _status_is(pool, rid, "bridged"))
             await pool.execute(

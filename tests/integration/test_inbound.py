@@ -76,3 +76,40 @@ async def test_number_outside_the_pattern_is_not_found(
         inbound_call, tmp_path, asterisk.sip_port, CALLER, "12345", 404, CALL_TIMEOUT
     )
     assert call.returncode == 0, [m.first_line for m in call.messages]
+
+
+async def test_inbound_rejected_with_ringback_and_403(
+    asterisk: Asterisk,
+    pool: asyncpg.Pool,
+    softswitch: Softswitch,
+    service: ServiceProcess,
+    tmp_path: Path,
+) -> None:
+    softswitch.start({})
+    await pool.execute(
+        "INSERT INTO callback_accounts (cli, username, authname, md5secret)"
+        " VALUES ($1, $2, $3, $4)",
+        CALLER,
+        "801",
+        "902",
+        ha1("902", "pw-902"),
+    )
+    await start_service(
+        service,
+        TWOWAY_INBOUND_REJECT_REASON="rejected",
+        TWOWAY_INBOUND_RINGBACK_MS="200",
+        TWOWAY_INBOUND_CALLBACK_DELAY="3600",
+    )
+    call = await asyncio.to_thread(
+        inbound_call, tmp_path, asterisk.sip_port, CALLER, "ani_2way_12345", 403, CALL_TIMEOUT
+    )
+    assert call.returncode == 0, [m.first_line for m in call.messages]
+    statuses = [m.status for m in call.messages if m.direction == "in" and m.status]
+    assert 180 in statuses and 200 not in statuses
+    assert statuses[-1] == 403
+    row = await pool.fetchrow("SELECT * FROM callback_requests WHERE original_cli = $1", CALLER)
+    assert (row["status"], row["source"], row["original_cld"]) == (
+        "pending",
+        "inbound",
+        "2way_12345",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 
 import asyncpg
@@ -212,3 +213,68 @@ async def test_identity_overrides(
     assert leg_a.header("X-Callback-Call-ID") == "preset-call-id-a"
     assert leg_b.header("X-Callback-Call-ID") == "preset-call-id-b"
     assert (row["call_id"], row["twoway_call_id"]) == ("preset-call-id-a", "preset-call-id-b")
+
+
+async def test_wrong_secret_is_refused(
+    asterisk: Asterisk, pool: asyncpg.Pool, softswitch: Softswitch, service: ServiceProcess
+) -> None:
+    softswitch.start({"87654321": Line("answer", auth=AUTH)})
+    await start_service(service)
+    rid = await insert(pool, **_identity(md5secret=ha1("902", "not-the-password"), max_attempts=1))
+    row = await final_row(pool, rid, timeout=CALL_TIMEOUT)
+    assert (row["status"], row["result"]) == ("failed", "callback_rejected")
+    assert causes(row) == expected("leg_a_wrong_secret", asterisk.version)
+    (call,) = (await ended_dialogs(softswitch, "87654321")).values()
+    assert call.final_status == 403
+    assert call.invites[-1].digest()["username"] == "902"
+    assert digest_matches(call.invites[-1], row["md5secret"])  # the row's HA1, a wrong one
+
+
+async def test_destination_no_answer(
+    asterisk: Asterisk, pool: asyncpg.Pool, softswitch: Softswitch, service: ServiceProcess
+) -> None:
+    softswitch.start({"87654321": Line("answer", auth=AUTH), "12345": RING})
+    ring_timeout = 3
+    await start_service(service, TWOWAY_LEG_B_TIMEOUT=str(ring_timeout))
+    rid = await insert(pool, **_identity())
+    row = await final_row(pool, rid, timeout=CALL_TIMEOUT + ring_timeout)
+    assert (row["status"], row["result"]) == ("failed", "destination_no_answer")
+    assert causes(row) == expected("destination_no_answer", asterisk.version)
+    calls = await ended_dialogs(softswitch, "87654321", "12345")
+    assert (calls["87654321"].ended_by, calls["12345"].ended_by) == ("asterisk", "asterisk")
+    assert calls["12345"].final_status == 487
+
+
+async def test_static_identity_dials_the_trunk_as_configured(
+    pool: asyncpg.Pool, softswitch: Softswitch, service: ServiceProcess
+) -> None:
+    # Sites that trust Asterisk by IP: no challenge, no per-call objects.
+    softswitch.start({"87654321": Line("answer"), "12345": Line("answer", hangup_after_ms=TALK_MS)})
+    await start_service(service, TWOWAY_IDENTITY_MODE="static")
+    rid = await insert(pool, **_identity())
+    row = await final_row(pool, rid, timeout=CALL_TIMEOUT + TALK_MS / 1000)
+    assert (row["status"], row["result"]) == ("completed", "answered")
+    calls = await ended_dialogs(softswitch, "87654321", "12345")
+    assert (calls["87654321"].from_user, calls["12345"].from_user) == ("87654321", "801")
+    assert all(len(d.invites) == 1 and d.invites[0].digest() == {} for d in calls.values())
+
+
+async def test_shutdown_hangs_up_live_calls_after_the_grace(
+    pool: asyncpg.Pool, softswitch: Softswitch, service: ServiceProcess
+) -> None:
+    softswitch.start({"87654321": Line("answer", auth=AUTH), "12345": Line("answer", auth=AUTH)})
+    await start_service(service, TWOWAY_SHUTDOWN_GRACE="1")
+    rid = await insert(pool, **_identity())
+
+    async def bridged() -> bool:
+        return (await row_of(pool, rid))["status"] == "bridged"
+
+    await until(bridged, CALL_TIMEOUT)
+    assert service.proc is not None
+    service.proc.terminate()
+    assert await asyncio.to_thread(service.proc.wait, CALL_TIMEOUT) == 0
+    row = await row_of(pool, rid)
+    assert (row["status"], row["result"]) == ("completed", "answered")
+    assert row["result_reason"] == "hung up at service shutdown"
+    calls = await ended_dialogs(softswitch, "87654321", "12345")
+    assert (calls["87654321"].ended_by, calls["12345"].ended_by) == ("asterisk", "asterisk")
