@@ -278,11 +278,22 @@ class AriRoutes:
             "events_disallowed": [],
         }
 
+    def _known(self, name: str) -> dict[str, Any] | None:
+        """The app as ARI shows it, or None. Asterisk forgets an app whose WebSocket closed as
+        soon as nothing is subscribed to it (res_stasis cleanup: no handler, no forwards)."""
+        if not self.pbx.apps.registered(name):
+            return None
+        app = self._application(name)
+        if self.pbx.apps.active(name) or app["channel_ids"] or app["bridge_ids"]:
+            return app
+        return None
+
     async def list_applications(self, request: web.Request) -> web.Response:
-        return json_response([self._application(name) for name in self.pbx.apps.apps])
+        known = (self._known(name) for name in list(self.pbx.apps.apps))
+        return json_response([app for app in known if app is not None])
 
     async def get_application(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if not self.pbx.apps.registered(name):
+        app = self._known(request.match_info["name"])
+        if app is None:
             raise AriHttpError(404, "Application not found")
-        return json_response(self._application(name))
+        return json_response(app)

@@ -300,19 +300,25 @@ async def test_websocket_answers_pings(make: Make) -> None:
         await ws.ping(b"hi")
         message = await asyncio.wait_for(ws.receive(), 5)
         assert (message.type, message.data) == (aiohttp.WSMsgType.PONG, b"hi")
-    assert await client.call("GET", f"/applications/{APP}") == (
-        200,
-        {
-            "name": APP,
-            "channel_ids": [],
-            "bridge_ids": [],
-            "endpoint_ids": [],
-            "device_names": [],
-            "events_allowed": [],
-            "events_disallowed": [],
-        },
-    )
+        assert await client.call("GET", f"/applications/{APP}") == (
+            200,
+            {
+                "name": APP,
+                "channel_ids": [],
+                "bridge_ids": [],
+                "endpoint_ids": [],
+                "device_names": [],
+                "events_allowed": [],
+                "events_disallowed": [],
+            },
+        )
     await sim.wait_for(lambda: not sim.app_connected(APP))
+    # Nothing subscribed to it any more: Asterisk forgets the app (res_stasis cleanup).
+    assert await client.call("GET", f"/applications/{APP}") == (
+        404,
+        {"message": "Application not found"},
+    )
+    assert await client.call("GET", "/applications") == (200, [])
 
 
 async def test_drop_keeps_the_app_and_its_channels(make: Make) -> None:

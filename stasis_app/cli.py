@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(cmd_migrate(settings))
         if args.command == "simulate":
             return asyncio.run(cmd_simulate(settings, args.listen))
+        if args.command == "doctor":
+            return asyncio.run(commands.run_doctor(settings, args))
         if args.command in commands.QUEUE_COMMANDS:
             return asyncio.run(commands.run_queue_command(settings, args))
         return asyncio.run(cmd_demo())

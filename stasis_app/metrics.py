@@ -40,6 +40,7 @@ ARI_OPS = (
     "delete_config",
     "ping",
     "info",
+    "application",
 )
 INBOUND_OUTCOMES = (
     "created",

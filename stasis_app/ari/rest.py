@@ -412,6 +412,15 @@ class AriRest:
         except AriNotFound:
             await self._request("GET", "/asterisk/info", params={"only": "system"}, op="ping")
 
+    async def application(self, name: str) -> dict[str, Any] | None:
+        """``GET /applications/{name}`` (13+): the Stasis app while one is registered, else None."""
+        path = f"/applications/{_seg(name)}"
+        try:
+            data = await self._request("GET", path, op="application")
+        except AriNotFound:
+            return None
+        return dict(self._object(data, "GET", path))
+
     async def info(self, only: str | None = None) -> dict[str, Any]:
         """``GET /asterisk/info`` (``only``: build, system, config, status)."""
         params = {"only": only} if only else None

@@ -17,7 +17,7 @@ import asyncpg
 from stasis_app.api.errors import ApiError, InvalidInput
 from stasis_app.config import Settings
 from stasis_app.errors import TwowayError
-from stasis_app.ops import accounts, queue
+from stasis_app.ops import accounts, doctor, queue
 from stasis_app.ops.output import EXIT_FAILED, EXIT_USAGE, OpsError
 from stasis_app.store.database import create_pool, database_url
 from stasis_app.store.migrations import check_schema
@@ -29,6 +29,7 @@ _POOL_SIZE = 2
 def add_parsers(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="JSON for scripts")
+    doctor.add_parser(sub)
     queue.add_parsers(sub, common)
     accounts.add_parsers(sub, common)
 
@@ -67,6 +68,10 @@ async def run_queue_command(settings: Settings, args: argparse.Namespace) -> int
 def describe_db_error(exc: BaseException) -> str:
     """Secret-free: asyncpg's messages name the server and the role, never the password."""
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def run_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    return await doctor.run(settings, args)
 
 
 def _fail(message: str, code: int) -> int:
