@@ -14,12 +14,12 @@ from typing import Any
 
 import asyncpg
 
-from stasis_app import metrics
 from stasis_app.api.operations import Callbacks
 from stasis_app.api.routes import intake_rules
 from stasis_app.api.schemas import LIST_LIMIT_MAX, Callback
 from stasis_app.api.validation import parse_id, parse_list_query
 from stasis_app.config import Settings
+from stasis_app.domain.request import Result, Source, Status
 from stasis_app.ops.output import (
     EXIT_USAGE,
     OpsError,
@@ -44,8 +44,6 @@ LIST_COLUMNS = (
     "created_at",
 )
 HISTORY_COLUMNS = ("at", "old_status", "new_status", "result", "reason", "attempts", "instance")
-RESULTS = sorted({result for _status, result in metrics.FINAL_OUTCOMES})
-SOURCES = ("sql", "api", "inbound")
 REASON_MAX = 200
 _AGO = re.compile(r"(\d+)([mhd])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -72,9 +70,9 @@ CREATE_FIELDS: tuple[tuple[str, str, type], ...] = (
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("list", parents=[common], help="callback requests, newest first")
-    p.add_argument("--status", action="append", help="pending, calling, ... (repeat or a,b)")
-    p.add_argument("--result", choices=RESULTS)
-    p.add_argument("--source", choices=SOURCES)
+    p.add_argument("--status", action="append", help=f"{', '.join(Status)} (repeat, or a,b)")
+    p.add_argument("--result", choices=list(Result))
+    p.add_argument("--source", choices=list(Source))
     p.add_argument("--username")
     p.add_argument("--number", help="the user's number (original_cli) or the destination CLD")
     p.add_argument("--since", help="ISO 8601 with a timezone, or 30m / 12h / 7d ago")
@@ -159,7 +157,7 @@ async def cmd_retry(pool: asyncpg.Pool, args: argparse.Namespace, out: Output) -
     change = await CallbackStore(pool).retry(request_id, f"retried by operator: {reason}")
     if change is None:
         raise OpsError(f"no callback request {request_id}")
-    if not change.changed:
+    if not change.changed:  # only a failed row: a cancelled one was meant to end
         raise OpsError(
             f"callback request {request_id} is {change.status}: only a failed one can be retried"
         )
