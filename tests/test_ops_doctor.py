@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import socket
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from ari_simulator import Script, Simulator, SimulatorConfig
 from stasis_app.ari import AriClient
 from stasis_app.config import Settings
 from stasis_app.ops import checks_db, doctor
+from stasis_app.ops.report import Finding, Level, Report
 from tests.conftest import REALM, ha1, service_settings
 from tests.ops_support import clean_env, runner
 
@@ -282,3 +284,40 @@ def test_doctor_through_the_command_line(
     assert ran.code == 1
     assert "fail    ari             TWOWAY_ARI_URL is empty" in ran.out
     assert ran.out.splitlines()[0].startswith("ok      postgres ")
+
+
+def test_the_report_masks_any_secret_a_peer_echoed() -> None:
+    out = io.StringIO()
+    report = Report(out, timeout=1, secrets=["db-secret-pw", "twoway", ""])
+    report.add(
+        Finding(Level.FAIL, "ari", "401: bad password db-secret-pw for twoway", "fix db-secret-pw")
+    )
+    assert report.close() == 1
+    assert out.getvalue().splitlines()[0] == (
+        "fail    ari             401: bad password *** for twoway  -> fix ***"
+    )
+
+
+def test_doctor_masks_the_settings_secrets() -> None:
+    settings = Settings(
+        database_url="postgresql://twoway:db-secret-pw@db/twoway",
+        ari_password=ARI_PASSWORD,
+        api_tokens=f"{TOKEN},other-token-1",
+        default_md5secret=ha1("801"),
+    )
+    assert set(doctor.secrets_of(settings)) >= {
+        "db-secret-pw",
+        ARI_PASSWORD,
+        TOKEN,
+        "other-token-1",
+        ha1("801"),
+    }
+
+
+async def test_listen_disabled_is_a_warning(
+    db_url: str, sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, findings, _ = await run_doctor(capsys, settings_for(db_url, sim, listen_enabled=False))
+    assert code == 0
+    assert findings["listen/notify"]["level"] == "warning"
+    assert "TWOWAY_LISTEN_ENABLED=false" in findings["listen/notify"]["found"]

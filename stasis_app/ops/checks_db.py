@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from stasis_app.config import Settings
-from stasis_app.ops.report import Report
+from stasis_app.ops.report import Finding, Level, Report
 from stasis_app.store.database import database_url
 from stasis_app.store.migrations import applied_versions, available
 
@@ -54,9 +54,19 @@ async def run(report: Report, settings: Settings) -> None:
         try:
             await _migrated(report, conn)
             await _privileges(report, conn)
-            await _listen_notify(
-                report, conn, settings.listen_database_url.get_secret_value() or url
-            )
+            if settings.listen_enabled:
+                listen_url = settings.listen_database_url.get_secret_value() or url
+                await _listen_notify(report, conn, listen_url)
+            else:
+                report.add(
+                    Finding(
+                        Level.WARNING,
+                        "listen/notify",
+                        "TWOWAY_LISTEN_ENABLED=false: new rows wait for the poll "
+                        f"(up to TWOWAY_POLL_MAX_SLEEP={settings.poll_max_sleep:g} s)",
+                        "enable it unless your pooler cannot hold a LISTEN session",
+                    )
+                )
             await _clock(report, conn)
         finally:
             await conn.close(timeout=report.timeout)

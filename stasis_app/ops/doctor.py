@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from stasis_app.api.errors import InvalidInput
 from stasis_app.config import Settings
@@ -41,6 +42,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     if not 0 < args.timeout <= 120:
         return _usage("--timeout: more than 0 and at most 120 seconds")
     who = None
+    data: dict[str, str | None] = {}
     if args.call is not None:
         data = {k: getattr(args, k) for k in (*IDENTITY_ARGS, "original_set_cli")}
         data["password"] = secret_arg(data["password"])
@@ -53,13 +55,31 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         return _usage("the identity options go with --call NUMBER")
     # Progress logs of the parts it drives (identity objects) would only interleave.
     logging.getLogger("stasis_app").setLevel(logging.WARNING)
-    report = Report(sys.stdout, timeout=args.timeout, json_mode=args.json)
+    given = [data.get("password"), data.get("md5secret")] if who is not None else []
+    report = Report(
+        sys.stdout,
+        timeout=args.timeout,
+        json_mode=args.json,
+        secrets=[*secrets_of(settings), *(s for s in given if s)],
+    )
     await checks_db.run(report, settings)
     await checks_ari.run(report, settings)
     await checks_service.run(report, settings)
     if who is not None:
         await testcall.run(report, settings, who)
     return report.close()
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret the settings hold, for the report to mask."""
+    urls = (settings.database_url, settings.listen_database_url)
+    passwords = [urlsplit(url.get_secret_value()).password or "" for url in urls]
+    return [
+        settings.ari_password.get_secret_value(),
+        settings.default_md5secret.get_secret_value(),
+        *settings.api_token_list,
+        *passwords,
+    ]
 
 
 def _usage(message: str) -> int:

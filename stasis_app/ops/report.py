@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import TextIO
 
@@ -56,11 +56,23 @@ class Check:
         return self.finding is not None and self.finding.level is not Level.FAIL
 
 
+SECRET_MIN = 8  # shorter values (the lab default ARI password "twoway") are also plain words
+
+
 class Report:
-    def __init__(self, out: TextIO, *, timeout: float, json_mode: bool = False) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        timeout: float,
+        json_mode: bool = False,
+        secrets: Iterable[str] = (),
+    ) -> None:
         self.out = out
         self.timeout = timeout
         self.json = json_mode
+        # Last line of defence: a secret a peer echoed in an error message is masked.
+        self._secrets = sorted({s for s in secrets if len(s) >= SECRET_MIN}, key=len, reverse=True)
         self.findings: list[Finding] = []
 
     @contextlib.asynccontextmanager
@@ -82,10 +94,16 @@ class Report:
         self.add(Finding(Level.FAIL, check, found, fix))
 
     def add(self, finding: Finding) -> None:
+        finding = replace(finding, found=self._mask(finding.found), fix=self._mask(finding.fix))
         self.findings.append(finding)
         if not self.json:
             self.out.write(finding.line() + "\n")
             self.out.flush()
+
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def close(self) -> int:
         """Print the summary (or the JSON); the exit code: 1 when any check failed."""
