@@ -9,7 +9,9 @@ import json
 import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 from ari_simulator import Script, Simulator, SimulatorConfig
@@ -19,6 +21,7 @@ from stasis_app.ops import checks_db, doctor
 from stasis_app.ops.report import Finding, Level, Report
 from tests.conftest import REALM, ha1, service_settings
 from tests.ops_support import clean_env, runner
+from tests.test_deploy_db import Roles, app_conn, roles  # noqa: F401 - fixtures
 
 ARI_PASSWORD = "ari-secret-pw"
 TOKEN = "tok-doctor-secret"
@@ -321,3 +324,32 @@ async def test_listen_disabled_is_a_warning(
     assert code == 0
     assert findings["listen/notify"]["level"] == "warning"
     assert "TWOWAY_LISTEN_ENABLED=false" in findings["listen/notify"]["found"]
+
+
+async def test_the_least_privilege_role_passes_and_a_missing_grant_fails(
+    app_conn: asyncpg.Connection,  # noqa: F811 - the fixture of test_deploy_db
+    db_url: str,
+    roles: Roles,  # noqa: F811
+    sim: Simulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """deploy/db/roles.sql gives the app role what the service needs: doctor agrees."""
+    parts = urlsplit(db_url)
+    netloc = f"{roles.app}:{roles.password}@{parts.hostname}:{parts.port}"
+    settings = settings_for(urlunsplit(parts._replace(netloc=netloc)), sim)
+    code, findings, plain = await run_doctor(capsys, settings)
+    assert code == 0, plain
+    assert findings["privileges"]["level"] == "ok"
+    assert f"role {roles.app} has what the service needs" in findings["privileges"]["found"]
+    assert roles.password not in plain
+
+    admin = await asyncpg.connect(db_url)
+    try:
+        await admin.execute(f"REVOKE DELETE ON callback_admissions FROM {roles.app}")
+    finally:
+        await admin.close()
+    code, findings, _ = await run_doctor(capsys, settings)
+    assert code == 1
+    assert findings["privileges"]["level"] == "fail"
+    assert "lacks callback_admissions: DELETE" in findings["privileges"]["found"]
+    assert "roles.sql" in findings["privileges"]["fix"]

@@ -65,6 +65,12 @@ BEGIN
     IF to_regclass('public.callback_accounts') IS NOT NULL THEN
         GRANT SELECT, INSERT, UPDATE ON public.callback_accounts TO twoway_app;
     END IF;
+    -- Toll-fraud policy (migration 003): the rules are the operator's (edited with SQL), the
+    -- service reads them; it records admissions and prunes those past the longest window.
+    IF to_regclass('public.callback_policies') IS NOT NULL THEN
+        GRANT SELECT ON public.callback_policies TO twoway_app;
+        GRANT SELECT, INSERT, DELETE ON public.callback_admissions TO twoway_app;
+    END IF;
 
     -- Identity (and serial) sequences behind those tables.
     FOR seq IN

@@ -20,7 +20,11 @@ NEEDED = {
     "callback_request_history": ("SELECT", "INSERT"),
     "twoway_schema_migrations": ("SELECT",),
     "callback_accounts": ("SELECT", "INSERT", "UPDATE"),
+    "callback_policies": ("SELECT",),
+    "callback_admissions": ("SELECT", "INSERT", "DELETE"),  # old admissions are pruned
 }
+# The queue and its history are the record: the service never deletes from them.
+RECORD_TABLES = ("callback_requests", "callback_request_history")
 MORE_THAN_NEEDED = ("DELETE", "TRUNCATE")
 CLOCK_SKEW_MAX = 1.0  # seconds: next_call and leases are the database's time, logs the host's
 ROLES_FIX = "run deploy/db/roles.sql as a superuser (after every migrate)"
@@ -131,7 +135,10 @@ async def _privileges(report: Report, conn: asyncpg.Connection) -> None:
         role = await conn.fetchrow(
             "SELECT current_user AS name, rolsuper FROM pg_roles WHERE rolname = current_user"
         )
-        excess = [r["excess"] for r in await conn.fetch(_EXCESS, names, list(MORE_THAN_NEEDED))]
+        excess = [
+            r["excess"]
+            for r in await conn.fetch(_EXCESS, list(RECORD_TABLES), list(MORE_THAN_NEEDED))
+        ]
         if missing:
             check.fail(f"role {role['name']} lacks " + "; ".join(missing), ROLES_FIX)
         elif role["rolsuper"]:
