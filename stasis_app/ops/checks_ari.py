@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from stasis_app.ari import AriClient, AriError, AriNotFound
 from stasis_app.ari.rest import AriRest
 from stasis_app.callflow.identity import RES_PJSIP, IdentityObjects
-from stasis_app.config import IdentityMode, Settings
+from stasis_app.config import ARI_SIMULATOR, IdentityMode, Settings
 from stasis_app.ops.report import Check, Report
 
 TRUNK_SHOWN = ("aors", "context", "transport", "allow", "from_domain", "outbound_auth")
@@ -48,10 +48,11 @@ def ari_settings(settings: Settings, timeout: float) -> Settings:
 
 
 async def run(report: Report, settings: Settings) -> None:
-    if not settings.ari_url:
+    if not settings.ari_url or settings.ari_url == ARI_SIMULATOR:
+        what = "the built-in simulator" if settings.ari_url else "empty: `run` refuses to start"
         report.add_fail(
             "ari",
-            "TWOWAY_ARI_URL is empty: `run` would use the built-in simulator, no real calls",
+            f"TWOWAY_ARI_URL is {what}, no real calls",
             "set TWOWAY_ARI_URL to your Asterisk's HTTP server, e.g. http://127.0.0.1:8088",
         )
         return
@@ -185,8 +186,7 @@ async def _memory_wizard(check: Check, rest: AriRest, settings: Settings) -> Non
     endpoint = objects.endpoint_id(key)
     released = False
     try:
-        await objects.acquire(PROBE_USER, ha1)
-        await objects.release(key)  # deletes both, as after a call
+        await objects.release(await objects.acquire(PROBE_USER, ha1))  # deletes both
         released = True
     except AriError as exc:
         if exc.status == 403 and "Cannot create sorcery objects" in exc.message:

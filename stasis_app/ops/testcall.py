@@ -100,11 +100,11 @@ async def _call(
         prefix=f"{settings.id_prefix}-doctor",
     )
     user = who.authname or who.username
-    key = None
+    hold = None
     endpoint = settings.trunk_endpoint
     if settings.identity_mode is IdentityMode.DYNAMIC and who.md5secret is not None:
-        key = await objects.acquire(user, who.md5secret)
-        endpoint = objects.endpoint_id(key)
+        hold = await objects.acquire(user, who.md5secret)
+        endpoint = objects.endpoint_id(hold.key)
     channel_id = f"{settings.id_prefix}-doctor-call-{secrets.token_hex(4)}"
     dial = f"PJSIP/{who.original_cli}@{endpoint}"
     result = CallResult()
@@ -125,8 +125,8 @@ async def _call(
     finally:
         with contextlib.suppress(AriError):
             await rest.hangup(channel_id)
-        if key is not None:
-            await objects.release(key)
+        if hold is not None:
+            await objects.release(hold)
     found = f"{dial} as {user}: {result.describe()}"
     if result.answered:
         check.ok(found)
