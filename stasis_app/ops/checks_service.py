@@ -8,8 +8,9 @@ import socket
 
 import aiohttp
 
-from stasis_app.api.routes import is_loopback
-from stasis_app.config import Settings, parse_listen
+from stasis_app.api.routes import refuse_open_api
+from stasis_app.config import Settings, is_loopback, parse_listen
+from stasis_app.errors import ConfigError
 from stasis_app.ops.report import Check, Report
 
 
@@ -26,20 +27,21 @@ async def run(report: Report, settings: Settings) -> None:
 
 
 def _tokens(check: Check, settings: Settings) -> None:
-    host, _ = parse_listen(settings.http_listen)
+    try:
+        refuse_open_api(settings)  # exactly what `run` refuses
+    except ConfigError as exc:
+        check.fail(
+            f"`run` refuses to start: {exc}",
+            "set TWOWAY_API_TOKENS (see docs/api.md), or bind the API to 127.0.0.1",
+        )
+        return
     tokens = len(settings.api_token_list)
     if tokens:
         check.ok(f"{tokens} API token(s) set; API on {settings.http_listen}")
-    elif is_loopback(host):
+    else:
         check.warn(
             f"no API tokens: the API on {settings.http_listen} takes calls from any local user",
             "set TWOWAY_API_TOKENS (comma-separated) unless only trusted users log in here",
-        )
-    else:
-        check.fail(
-            f"no API tokens and TWOWAY_HTTP_LISTEN={settings.http_listen} is not loopback: "
-            "`run` refuses to start",
-            "set TWOWAY_API_TOKENS, or bind the API to 127.0.0.1",
         )
 
 
