@@ -16,11 +16,13 @@ controls to tests in another process.
 from ari_simulator.apps import AppState
 from ari_simulator.config import Script, SimulatorConfig
 from ari_simulator.errors import SimulatorError
+from ari_simulator.faults import Chaos
 from ari_simulator.model import RequestRecord, SimBridge, SimChannel
 from ari_simulator.server import Simulator, run_simulator
 
 __all__ = [
     "AppState",
+    "Chaos",
     "RequestRecord",
     "Script",
     "SimBridge",

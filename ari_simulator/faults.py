@@ -15,6 +15,9 @@ Faults are checked in the order they were added; the first that matches applies.
 limits how many requests a fault applies to (None: until cleared). Faulted requests still go
 to the request log, with the status they were answered with.
 
+A :class:`Chaos` draws a random fault for every request no explicit fault matched (a chaos
+test): a delay, a 5xx without handling, or a lost reply (handled, answered too late).
+
 An :class:`EventFault` loses events on their way to the app (the WebSocket stays up): those of
 one type (``*``: any) for channels (``channel``, or a Dial's ``peer``) whose id starts with
 ``channel_prefix``, e.g. a
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,6 +185,50 @@ class EventFault:
         }
 
 
+@dataclass(slots=True, eq=False)
+class Chaos:
+    """Random faults, drawn per request with a seeded generator (a run can be repeated).
+
+    Each request is, independently: with ``error_rate`` answered 5xx unhandled (Asterisk did
+    nothing); else with ``lost_rate`` handled but answered ``lost_ms`` later (a reply the client
+    has given up on); else with ``slow_rate`` delayed by up to ``max_delay_ms`` before it is
+    handled. ``counts`` says how many of each were drawn.
+    """
+
+    max_delay_ms: int = 0
+    slow_rate: float = 0.0
+    error_rate: float = 0.0
+    lost_rate: float = 0.0
+    lost_ms: int = 0
+    seed: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"slow": 0, "5xx": 0, "lost": 0})
+    _random: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("slow_rate", "error_rate", "lost_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise SimulatorError(f"{name} is a probability")
+        if self.max_delay_ms < 0 or self.lost_ms < 0:
+            raise SimulatorError("delays are >= 0")
+        self._random = random.Random(self.seed)  # noqa: S311 - a test's dice, not a secret
+
+    def draw(self, method: str, path: str) -> Fault | None:
+        dice = self._random.random()
+        if dice < self.error_rate:
+            self.counts["5xx"] += 1
+            status = self._random.choice((500, 502, 503))
+            return Fault(method, path, status=status, message="injected")
+        dice -= self.error_rate
+        if dice < self.lost_rate and self.lost_ms:
+            self.counts["lost"] += 1
+            return Fault(method, path, delay_after_ms=self.lost_ms)
+        dice -= self.lost_rate
+        if dice < self.slow_rate and self.max_delay_ms:
+            self.counts["slow"] += 1
+            return Fault(method, path, delay_ms=self._random.randint(1, self.max_delay_ms))
+        return None
+
+
 def fault_from_json(data: object) -> Fault | EventFault:
     """A control-route fault object: an event fault when it names an ``event_type``."""
     if isinstance(data, dict) and "event_type" in data:
@@ -197,6 +245,7 @@ class Faults:
     def __init__(self) -> None:
         self.active: list[Fault] = []
         self.events: list[EventFault] = []
+        self.chaos: Chaos | None = None
 
     def add(self, fault: Fault) -> Fault:
         self.active.append(fault)
@@ -213,6 +262,7 @@ class Faults:
     def clear(self) -> None:
         self.active.clear()
         self.events.clear()
+        self.chaos = None
 
     def lose(self, event: Mapping[str, Any]) -> bool:
         """Whether this event is lost (counted as a hit of the fault that loses it)."""
@@ -238,6 +288,8 @@ class Faults:
         """Answer one ARI request (``path`` without ``/ari``): through ``dispatch`` unless a
         fault says otherwise."""
         fault = self.take(request.method, path, request.query) if self.active else None
+        if fault is None and self.chaos is not None:
+            fault = self.chaos.draw(request.method, path)
         if fault is None:
             return await dispatch()
         if fault.delay_ms:

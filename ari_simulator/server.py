@@ -17,7 +17,7 @@ from ari_simulator.control import ControlRoutes
 from ari_simulator.core import Pbx
 from ari_simulator.dynconfig import Key
 from ari_simulator.errors import SimulatorError
-from ari_simulator.faults import DEFAULT_MESSAGE, EventFault, Fault, Faults, FaultyApps
+from ari_simulator.faults import DEFAULT_MESSAGE, Chaos, EventFault, Fault, Faults, FaultyApps
 from ari_simulator.middleware import AriMiddleware
 from ari_simulator.model import RequestRecord, SimBridge, SimChannel
 from ari_simulator.rest import AriRoutes
@@ -170,6 +170,10 @@ class Simulator:
     def clear_faults(self) -> None:
         """No more faults: ARI answers normally and every event arrives."""
         self._faults.clear()
+
+    def chaos(self, chaos: Chaos | None) -> None:
+        """Random faults on every REST request no explicit fault matches (None: off)."""
+        self._faults.chaos = chaos
 
     def clear_requests(self) -> None:
         self.requests.clear()

@@ -61,6 +61,7 @@ def call_config(settings: Settings) -> CallConfig:
         call_id_header=settings.call_id_header,
         dynamic_identity=settings.identity_mode is IdentityMode.DYNAMIC,
         trunk_endpoint=settings.trunk_endpoint,
+        late_act=2 * settings.ari_timeout,
     )
 
 

@@ -179,6 +179,9 @@ class FakeStore:
         row.set_status(Status.PENDING)
         row.result, row.result_reason, row.outcome = outcome.result, outcome.reason, outcome
         row.retry_in, row.lease_token = delay, None
+        if outcome.void_attempt:  # Asterisk created nothing: the attempt does not count
+            row.attempts -= 1
+            row.leg_a_channel_id = None
         return True
 
     async def release(self, req: CallbackRequest) -> bool:

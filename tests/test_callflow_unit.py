@@ -144,11 +144,6 @@ async def test_user_hangs_up_while_the_destination_rings(h: CallHarness) -> None
 # --- originate with no definite answer ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: an originate without a reply is deleted unseen; the live channel must be "
-    "looked up by its id and the call go on",
-)
 async def test_originate_reply_lost_is_resolved_by_looking_the_channel_up(h: CallHarness) -> None:
     h.ari.fail("originate", applied=True)  # Asterisk created leg A; the reply was lost
     row = h.start()
@@ -168,11 +163,6 @@ async def test_originate_reply_lost_is_resolved_by_looking_the_channel_up(h: Cal
     nothing_left(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: an originate that never reached Asterisk is recorded as refused and "
-    "spends an attempt",
-)
 async def test_originate_that_created_nothing_spends_no_attempt(h: CallHarness) -> None:
     h.ari.fail("originate")  # no channel was created
     row = h.start()
@@ -184,10 +174,6 @@ async def test_originate_that_created_nothing_spends_no_attempt(h: CallHarness) 
     nothing_left(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: a 5xx on leg B's originate becomes a final destination_failed",
-)
 async def test_leg_b_originate_5xx_is_not_the_destinations_fault(h: CallHarness) -> None:
     row = h.start()
     h.ari.fail(
@@ -206,11 +192,6 @@ async def test_leg_b_originate_5xx_is_not_the_destinations_fault(h: CallHarness)
 # --- bridge created, its reply lost -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: a bridge whose create reply was lost is never destroyed and the answered "
-    "call is hung up as failed / error",
-)
 async def test_bridge_created_but_reply_lost(h: CallHarness) -> None:
     h.ari.fail("create_bridge", applied=True)
     row = h.start()
@@ -311,11 +292,6 @@ async def test_recovered_undialled_row_is_released(h: CallHarness) -> None:
     assert h.ari.requests == []  # no look-up without a channel id, nothing dialled
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: a timed-out look-up of a recovered bridged call ends the row failed / "
-    "error and hangs up leg A",
-)
 async def test_recovered_bridged_call_survives_failing_lookups(h: CallHarness) -> None:
     row = lost_call(h, Status.BRIDGED, legs=(A, B))
     h.ari.fail("get_channel", times=2)
@@ -357,11 +333,6 @@ async def test_cancel_racing_an_answer(h: CallHarness, leg: LegName, cancel_firs
     nothing_left(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: a hang-up without a definite answer is never tried again; the channel "
-    "stays up",
-)
 async def test_hangup_without_an_answer_is_tried_again(h: CallHarness) -> None:
     row = h.start()
     await h.bridged(row)
@@ -397,11 +368,6 @@ async def test_asterisk_restart_while_the_user_rings(h: CallHarness) -> None:
     assert endpoint_objects(h) != set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: legs that vanished in an Asterisk restart are recorded as a final "
-    "user_hangup",
-)
 async def test_asterisk_restart_while_the_destination_rings(h: CallHarness) -> None:
     row = h.start()
     await h.answered(row, A)
@@ -433,3 +399,19 @@ async def test_asterisk_restart_old_release_keeps_new_identity(h: CallHarness) -
     h.ari.answer(h.channel(new, A))
     await h.answered(new, B)
     await h.until(lambda: new.status == Status.BRIDGED, "new call bridged")
+
+
+async def test_mass_cancel_tears_every_call_down_through_lost_hangups(h: CallHarness) -> None:
+    """Every call of the instance cancelled at once (one UPDATE), a third of the hang-ups
+    unanswered: each is sent again until Asterisk has ended the channel."""
+    rows = [h.start(original_cli=f"8765{i:04d}") for i in range(100)]
+    for row in rows:
+        await h.bridged(row)
+    h.ari.fail("hangup", times=len(rows) // 3)
+    for row in rows:
+        h.cancel(row)
+    for row in rows:
+        await h.done(row, timeout=WAIT + timing.TEARDOWN)
+    assert {(row.status, row.result) for row in rows} == {(Status.CANCELLED, Result.CANCELLED)}
+    assert len(h.ari.did("hangup")) >= 2 * len(rows) + len(rows) // 3
+    nothing_left(h)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 
 from stasis_app import metrics
-from stasis_app.callflow import outcomes, timing
+from stasis_app.callflow import outcomes, timing, uncertain
 from stasis_app.callflow.call import Call
 from stasis_app.callflow.causes import LegFailure
 from stasis_app.callflow.identity import IdentityObjects, IdentityRef
@@ -16,7 +17,8 @@ from stasis_app.callflow.legs import Leg
 from stasis_app.callflow.limits import RateLimiter
 from stasis_app.callflow.plan import CallPlan, LegPlan
 from stasis_app.callflow.teardown import hang_up
-from stasis_app.domain.ari_errors import AriError
+from stasis_app.domain.ari_errors import AriError, AriUnavailable
+from stasis_app.domain.channels import Channel
 from stasis_app.domain.request import LegName, Outcome, Result, Status
 
 # dial_leg_a's answer when a shutdown sent the row back to the queue before dialling.
@@ -25,6 +27,15 @@ RELEASED = Outcome(status=Status.PENDING, result=Result.ERROR, reason="released 
 
 class UserHangup(Exception):
     """Leg A hung up while leg B was ringing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unplaced:
+    """A leg that was not placed: why, and whether Asterisk surely created nothing (a
+    transient fault, resolved by asking) rather than refusing it."""
+
+    reason: str
+    nothing_created: bool
 
 
 class Dialler:
@@ -59,8 +70,10 @@ class Dialler:
         call.dialled = True
         call.call_id = call_id
         leg = await self._place(LegName.A, channel_id, plan.leg_a, call_id, call.cfg.leg_a_timeout)
-        if isinstance(leg, str):
-            return self._failed(LegName.A, LegFailure.FAILED, leg)
+        if isinstance(leg, Unplaced):
+            if leg.nothing_created:
+                return outcomes.not_placed(leg.reason)
+            return self._failed(LegName.A, LegFailure.FAILED, leg.reason)
         failure = await self._await_answer(leg)
         return None if failure is None else self._failed(LegName.A, *failure)
 
@@ -81,12 +94,28 @@ class Dialler:
         leg = await self._place(
             LegName.B, channel_id, plan.leg_b, twoway_call_id, call.cfg.leg_b_timeout
         )
-        if isinstance(leg, str):
-            return self._failed(LegName.B, LegFailure.FAILED, leg)
+        if isinstance(leg, Unplaced):
+            if leg.nothing_created:  # our side failed, not the destination: try again later
+                return outcomes.retry_or_fail(
+                    Result.ERROR,
+                    f"leg B {leg.reason}",
+                    retry=True,
+                    attempts=call.attempts,
+                    max_attempts=call.max_attempts,
+                )
+            return self._failed(LegName.B, LegFailure.FAILED, leg.reason)
         try:
             failure = await self._await_answer(leg, hangup_watch=leg_a)
         except UserHangup:
             metrics.LEG_OUTCOMES.labels(LegName.B, "cancelled").inc()
+            if leg_a.vanished:  # nobody hung up: Asterisk went away (a restart)
+                return outcomes.retry_or_fail(
+                    Result.ERROR,
+                    outcomes.LOST_REASON,
+                    retry=True,
+                    attempts=call.attempts,
+                    max_attempts=call.max_attempts,
+                )
             return outcomes.USER_HANGUP
         return None if failure is None else self._failed(LegName.B, *failure)
 
@@ -152,14 +181,15 @@ class Dialler:
 
     async def _place(
         self, name: LegName, channel_id: str, plan: LegPlan, call_id: str, timeout: float
-    ) -> Leg | str:
-        """Identity objects, then the originate: the leg, or why it could not be placed."""
+    ) -> Leg | Unplaced:
+        """Identity objects, then the originate: the leg, or why it was not placed."""
         try:
             endpoint = await self._endpoint(plan)
+        except AriUnavailable as exc:  # nothing was dialled (the PUTs are idempotent)
+            return Unplaced(f"identity objects: {uncertain.describe(exc)}", nothing_created=True)
         except AriError as exc:
-            return f"identity objects refused: {exc}"
-        leg = await self._originate(name, channel_id, endpoint, plan, call_id, timeout)
-        return leg if leg is not None else "originate refused by Asterisk"
+            return Unplaced(f"identity objects refused: {exc}", nothing_created=False)
+        return await self._originate(name, channel_id, endpoint, plan, call_id, timeout)
 
     async def _originate(
         self,
@@ -169,7 +199,7 @@ class Dialler:
         plan: LegPlan,
         call_id: str,
         timeout: float,
-    ) -> Leg | None:
+    ) -> Leg | Unplaced:
         call = self._call
         # Registered before the REST call: its events may arrive before the response.
         leg = call.legs.add(
@@ -188,19 +218,66 @@ class Dialler:
                 timeout=max(1, round(timeout)),
                 variables=variables,
             )
-        except AriError as exc:
+        except AriUnavailable as exc:
+            return await self._resolve(leg, exc)
+        except AriError as exc:  # a definite refusal: no channel
             call.log.warning(
-                "originate failed: %s",
+                "originate refused: %s",
                 exc,
                 extra={"action": "originate_failed", "leg": name, "channel_id": channel_id},
             )
-            # A timed-out request may still have created the channel: make sure it is gone.
-            await hang_up(call, leg)
-            leg.end(call.now())
-            return None
-        leg.confirmed_at = call.now()
-        metrics.ORIGINATED.labels(name).inc()
+            leg.gone_for_good(call.now())
+            return Unplaced(
+                f"originate refused by Asterisk: {uncertain.describe(exc)}", nothing_created=False
+            )
+        return self._placed(leg, confirmed=True)
+
+    async def _resolve(self, leg: Leg, exc: AriUnavailable) -> Leg | Unplaced:
+        """An originate without a definite answer: Asterisk may have created the channel.
+        Look it up by its id; never hang up a phone that may be ringing on a guess."""
+        call = self._call
+        call.log.warning(
+            "originate without a definite answer, looking the channel up: %s",
+            exc,
+            extra={"action": "originate_unsure", "leg": leg.name, "channel_id": leg.channel_id},
+        )
+        try:
+            channel = await self._look_up(leg, exc)
+        except AriUnavailable:
+            # Still no answer: it may exist. Go on as if placed; its events or the guard decide.
+            return self._placed(leg, confirmed=False)
+        call.inbox.observe_queued()
+        if channel is None and not (leg.rang or leg.gone or leg.answered_at is not None):
+            leg.gone_for_good(call.now())
+            return Unplaced(
+                f"originate: {uncertain.describe(exc)}; Asterisk created no channel",
+                nothing_created=True,
+            )
+        # It exists, or existed (its events are here): the attempt goes on.
+        return self._placed(leg, confirmed=channel is not None)
+
+    async def _look_up(self, leg: Leg, exc: AriUnavailable) -> Channel | None:
+        """The channel; after a request without any reply, "none" only once Asterisk is
+        unlikely to act on it any more (``late_act`` after it was sent)."""
+        call = self._call
+        late = leg.originated_at + (call.cfg.late_act if exc.status is None else 0.0)
+        delay = timing.RESOLVE_FIRST
+        while True:
+            channel = await uncertain.look_up(
+                call, leg.channel_id, lambda: call.ari.get_channel(leg.channel_id)
+            )
+            if channel is not None or call.now() >= late:
+                return channel
+            await asyncio.sleep(min(delay, late - call.now()))
+            delay = min(delay * 2, timing.RESOLVE_MAX_DELAY)
+
+    def _placed(self, leg: Leg, *, confirmed: bool) -> Leg:
+        call = self._call
+        if confirmed:
+            leg.confirmed_at = call.now()
+        metrics.ORIGINATED.labels(leg.name).inc()
         call.log.debug(
-            "originated", extra={"action": "originate", "leg": name, "channel_id": channel_id}
+            "originated",
+            extra={"action": "originate", "leg": leg.name, "channel_id": leg.channel_id},
         )
         return leg

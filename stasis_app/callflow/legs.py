@@ -34,6 +34,7 @@ class Leg:
     ended_at: float | None = None
     destroyed: bool = False
     hung_up_by_us: bool = False
+    hangup_unsure: bool = False  # our DELETE got no definite answer: it is sent again
     cause: int | None = None
     sip_code: int | None = None
     protocol_id: str | None = None

@@ -21,6 +21,7 @@ USER_HANGUP = Outcome(
     reason="caller hung up before the destination answered",
 )
 SHUTDOWN_REASON = "hung up at service shutdown"
+LOST_REASON = "call lost while ARI was disconnected (Asterisk restart?)"
 
 
 def retry_or_fail(
@@ -68,7 +69,7 @@ def no_verdict(leg: Leg) -> tuple[LegFailure, str]:
 def ended_by(leg_a: Leg, leg_b: Leg) -> Outcome:
     """A bridged call ended: who hung up first, or that ARI lost sight of it."""
     if leg_a.vanished or leg_b.vanished:
-        reason = "call lost while ARI was disconnected (Asterisk restart?)"
+        reason = LOST_REASON
     else:
         first = leg_a if (leg_a.ended_at or 1e18) <= (leg_b.ended_at or 1e18) else leg_b
         reason = f"{'caller' if first is leg_a else 'destination'} hung up"
@@ -88,6 +89,11 @@ def shutdown(phase: Status, *, attempts: int, max_attempts: int) -> Outcome:
     return retry_or_fail(
         Result.ERROR, SHUTDOWN_REASON, retry=True, attempts=attempts, max_attempts=max_attempts
     )
+
+
+def not_placed(reason: str) -> Outcome:
+    """Leg A was never created (Asterisk said so when asked): tried again, not counted."""
+    return Outcome(status=Status.PENDING, result=Result.ERROR, reason=reason, void_attempt=True)
 
 
 def internal_error(exc: BaseException) -> Outcome:

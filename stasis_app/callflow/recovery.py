@@ -6,10 +6,11 @@ instance's Stasis app, whose events nobody receives: they are looked up by id wh
 
 from __future__ import annotations
 
+from stasis_app.callflow import uncertain
 from stasis_app.callflow.call import Call
 from stasis_app.callflow.ids import BRIDGE
 from stasis_app.callflow.legs import Leg
-from stasis_app.domain.ari_errors import AriError, AriNotFound
+from stasis_app.domain.ari_errors import AriError, AriUnavailable
 from stasis_app.domain.request import LegName
 
 
@@ -33,11 +34,16 @@ async def take_stock(call: Call) -> None:
 
 
 async def look_up(call: Call, leg: Leg) -> None:
+    """What Asterisk says about the leg; without a definite answer the leg stays as it was
+    (alive as far as we know: never finished or hung up on a guess)."""
     try:
-        channel = await call.ari.get_channel(leg.channel_id)
-    except AriNotFound:
-        leg.destroyed = True
-        leg.ended_at = call.now()
+        channel = await uncertain.look_up(
+            call, leg.channel_id, lambda: call.ari.get_channel(leg.channel_id)
+        )
+    except AriUnavailable:
+        return
+    if channel is None:
+        leg.gone_for_good(call.now())
         return
     leg.confirmed_at = call.now()
     leg.protocol_id = channel.protocol_id

@@ -113,10 +113,18 @@ class CallSession:
         finally:
             # Lease lost: the call is the new owner's; its legs and the identity objects they
             # dial through are left as they are (the objects until Asterisk restarts).
+            confirmed = False
             if not call.inbox.lease_lost:
                 with contextlib.suppress(LeaseLost):
-                    await tear_down(call, self._dialler.release_identities)
+                    confirmed = await tear_down(call, self._dialler.release_identities)
         if outcome is None or call.inbox.lease_lost:
+            return
+        if not confirmed:
+            # A hang-up Asterisk never confirmed, at shutdown: the row stays live, so the
+            # restart (same instance id) looks the channel up and hangs it up.
+            call.log.warning(
+                "leaving the row live: a hang-up is unconfirmed", extra={"action": "unconfirmed"}
+            )
             return
         outcome = outcomes.with_leg_values(
             outcome, call.legs.get(LegName.A), call.legs.get(LegName.B)

@@ -118,6 +118,8 @@ class Outcome:
     leg_b_sip_code: int | None = None
     leg_a_duration: float | None = None
     leg_b_duration: float | None = None
+    # Asterisk created no channel: a retry does not count the attempt (its channel id is free).
+    void_attempt: bool = False
 
     def leg_values(
         self,

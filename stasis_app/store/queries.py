@@ -164,11 +164,14 @@ FINISH = _batched(
 )
 
 RETRY = _batched(
-    f"result, reason, delay, {_LEG_COLUMNS}",
-    f"text text float8 {_LEG_TYPES}",
+    f"result, reason, delay, {_LEG_COLUMNS}, void",
+    f"text text float8 {_LEG_TYPES} bool",
     f"""status = 'pending', result = v.result, result_reason = v.reason,
         next_call = now() + make_interval(secs => v.delay),
         claimed_by = NULL, lease_token = NULL, lease_until = NULL,
+        -- void: Asterisk created no channel, the attempt does not count, its channel id is free
+        attempts = r.attempts - CASE WHEN v.void THEN 1 ELSE 0 END,
+        leg_a_channel_id = CASE WHEN v.void THEN NULL ELSE r.leg_a_channel_id END,
         {_LEG_VALUES}""",
     f"r.status IN {LIVE}",
 )

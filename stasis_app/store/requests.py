@@ -164,7 +164,13 @@ class RequestStore:
 
     async def retry(self, req: CallbackRequest, outcome: Outcome, delay: float) -> bool:
         row = await self._retried.write(
-            req.id, req.lease_token, outcome.result, outcome.reason, delay, *outcome.leg_values()
+            req.id,
+            req.lease_token,
+            outcome.result,
+            outcome.reason,
+            delay,
+            *outcome.leg_values(),
+            outcome.void_attempt,
         )
         return row is not None
 
