@@ -36,6 +36,7 @@ async def make(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Make]:
     monkeypatch.setattr(timing, "TEARDOWN", 1.0)
     monkeypatch.setattr(timing, "RECOVERED_POLL", 0.02)
     monkeypatch.setattr(timing, "SETTLE", 0.2)
+    monkeypatch.setattr(timing, "RESOLVE", 0.5)
     made: list[CallHarness] = []
 
     async def make_harness(**config: Any) -> CallHarness:
@@ -182,7 +183,28 @@ async def test_leg_b_originate_5xx_is_not_the_destinations_fault(h: CallHarness)
         target=h.channel(row, B),
     )
     await h.answered(row, A)
+    b = h.channel(row, B)
+    # Looked up (Asterisk has no such channel), then placed again: the user hears ringback.
+    await h.until(lambda: len(h.ari.did("originate", b)) == 2, "leg B placed again")
+    assert h.ari.did("get_channel", b)
+    h.ari.answer(b)
+    await h.until(lambda: row.status == Status.BRIDGED, "bridged")
+    h.ari.far_end_hangup(b)
     await h.done(row)
+    assert (row.status, row.result, row.attempts) == (Status.COMPLETED, Result.ANSWERED, 1)
+    nothing_left(h)
+
+
+async def test_leg_b_never_placed_is_not_the_destinations_fault(h: CallHarness) -> None:
+    row = h.start()
+    h.ari.fail(
+        "originate",
+        AriUnavailable("Internal Server Error", status=500, method="POST"),
+        target=h.channel(row, B),
+        times=1000,
+    )
+    await h.answered(row, A)
+    await h.done(row, timeout=WAIT + timing.RESOLVE)
     assert row.result != Result.DESTINATION_FAILED
     assert row.status == Status.PENDING  # our side failed: try the callback again
     assert row.result_reason is not None and "500" in row.result_reason

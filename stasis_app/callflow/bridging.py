@@ -7,7 +7,7 @@ from stasis_app.callflow.call import Call
 from stasis_app.callflow.ids import Ids
 from stasis_app.callflow.inbox import Fenced
 from stasis_app.callflow.legs import Leg
-from stasis_app.domain.ari_errors import AriError, AriUnavailable
+from stasis_app.domain.ari_errors import AriConflict, AriError, AriUnavailable
 from stasis_app.domain.request import LegName, Outcome, Result, Status
 
 
@@ -23,7 +23,10 @@ async def talk(call: Call, ids: Ids) -> Outcome:
         deadline = call.now() + timing.SETTLE
         while not (leg_a.gone or leg_b.gone):
             if await call.inbox.next(deadline) is None:
-                return _bridge_failed(call, exc)
+                # No event (they may be lost with the WebSocket): ask Asterisk about the legs.
+                await recovery.poll(call, [leg_a, leg_b])
+                if not (leg_a.gone or leg_b.gone):
+                    return _bridge_failed(call, exc)
         return outcomes.ended_by(leg_a, leg_b)
     await call.quietly(call.ari.ring_stop(leg_a.channel_id))
     if not await call.store.bridged(call.req, bridge_id, leg_b.protocol_id):
@@ -41,6 +44,8 @@ async def _create(call: Call, bridge_id: str) -> None:
         try:
             await call.ari.create_bridge(bridge_id, bridge_type="mixing", name=bridge_id)
             return
+        except AriConflict:
+            return  # the id is ours: an earlier create of it was acted on after all
         except AriUnavailable:
             if await uncertain.look_up(call, bridge_id, lambda: call.ari.get_bridge(bridge_id)):
                 return

@@ -32,7 +32,7 @@ class CallConfig:
     call_id_header: str
     dynamic_identity: bool
     trunk_endpoint: str
-    # How long after an ARI request went out without any reply Asterisk may still act on it
+    # How long after an ARI request went unanswered (timed out) Asterisk may still act on it
     # (an originate creating its channel late): "it does not exist" is believed only after.
     late_act: float = 0.0
 

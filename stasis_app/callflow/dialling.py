@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from stasis_app import metrics
-from stasis_app.callflow import outcomes, timing, uncertain
+from stasis_app.callflow import outcomes, recovery, timing, uncertain
 from stasis_app.callflow.call import Call
 from stasis_app.callflow.causes import LegFailure
 from stasis_app.callflow.identity import IdentityObjects, IdentityRef
@@ -91,9 +91,7 @@ class Dialler:
         await call.quietly(call.ari.ring(leg_a.channel_id))  # ringback while B is dialled
         # No CPS wait here: the user has answered and hears ringback; TWOWAY_MAX_CPS paces
         # new callbacks (leg A), so the trunk sees at most twice that many INVITEs a second.
-        leg = await self._place(
-            LegName.B, channel_id, plan.leg_b, twoway_call_id, call.cfg.leg_b_timeout
-        )
+        leg = await self._place_b(plan, channel_id, twoway_call_id)
         if isinstance(leg, Unplaced):
             if leg.nothing_created:  # our side failed, not the destination: try again later
                 return outcomes.retry_or_fail(
@@ -117,7 +115,30 @@ class Dialler:
                     max_attempts=call.max_attempts,
                 )
             return outcomes.USER_HANGUP
+        if failure is not None and leg.vanished:  # Asterisk lost it, not the destination
+            return outcomes.retry_or_fail(
+                Result.ERROR,
+                outcomes.LOST_REASON,
+                retry=True,
+                attempts=call.attempts,
+                max_attempts=call.max_attempts,
+            )
         return None if failure is None else self._failed(LegName.B, *failure)
+
+    async def _place_b(self, plan: CallPlan, channel_id: str, call_id: str) -> Leg | Unplaced:
+        """Leg B, placed again (within RESOLVE) while Asterisk surely created nothing: the
+        user hears ringback meanwhile, and a transient fault must not end the attempt."""
+        call = self._call
+        deadline = call.now() + timing.RESOLVE
+        while True:
+            leg = await self._place(
+                LegName.B, channel_id, plan.leg_b, call_id, call.cfg.leg_b_timeout
+            )
+            if not (isinstance(leg, Unplaced) and leg.nothing_created):
+                return leg
+            if call.now() >= deadline or call.legs[LegName.A].gone:
+                return leg
+            await call.inbox.next(call.now() + timing.RESOLVE_FIRST)  # a cancel stops it
 
     def _failed(self, name: LegName, failure: LegFailure, reason: str) -> Outcome:
         metrics.LEG_OUTCOMES.labels(name, failure.value).inc()
@@ -144,6 +165,12 @@ class Dialler:
             if hangup_watch is not None and hangup_watch.gone:
                 raise UserHangup
             if item is None:
+                # Its events may have been lost with the WebSocket: ask Asterisk first. Gone
+                # without ever ringing: lost on our side (a ringing one simply went unanswered).
+                await recovery.look_up(call, leg)
+                if leg.destroyed and not leg.rang:
+                    leg.vanished = True
+                    return outcomes.unanswered(leg)
                 await hang_up(call, leg)
                 return outcomes.no_verdict(leg)
             if leg.destroyed:
@@ -258,9 +285,9 @@ class Dialler:
 
     async def _look_up(self, leg: Leg, exc: AriUnavailable) -> Channel | None:
         """The channel; after a request without any reply, "none" only once Asterisk is
-        unlikely to act on it any more (``late_act`` after it was sent)."""
+        unlikely to act on it any more (``late_act`` after it went unanswered)."""
         call = self._call
-        late = leg.originated_at + (call.cfg.late_act if exc.status is None else 0.0)
+        late = call.now() + (call.cfg.late_act if exc.status is None else 0.0)
         delay = timing.RESOLVE_FIRST
         while True:
             channel = await uncertain.look_up(
