@@ -167,7 +167,10 @@ class Dialler:
             if item is None:
                 # Its events may have been lost with the WebSocket: ask Asterisk first. Gone
                 # without ever ringing: lost on our side (a ringing one simply went unanswered).
-                await recovery.look_up(call, leg)
+                channel = await recovery.look_up(call, leg)
+                if channel is not None and channel.state == "Up":
+                    leg.answered_at = call.now()  # its StasisStart was lost
+                    continue
                 if leg.destroyed and not leg.rang:
                     leg.vanished = True
                     return outcomes.unanswered(leg)

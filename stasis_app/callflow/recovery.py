@@ -11,6 +11,7 @@ from stasis_app.callflow.call import Call
 from stasis_app.callflow.ids import BRIDGE
 from stasis_app.callflow.legs import Leg
 from stasis_app.domain.ari_errors import AriError, AriUnavailable
+from stasis_app.domain.channels import Channel
 from stasis_app.domain.request import LegName
 
 
@@ -33,20 +34,22 @@ async def take_stock(call: Call) -> None:
     )
 
 
-async def look_up(call: Call, leg: Leg) -> None:
-    """What Asterisk says about the leg; without a definite answer the leg stays as it was
-    (alive as far as we know: never finished or hung up on a guess)."""
+async def look_up(call: Call, leg: Leg) -> Channel | None:
+    """What Asterisk says about the leg (its channel, None when gone or unknown); without a
+    definite answer the leg stays as it was (alive as far as we know: never finished or hung
+    up on a guess)."""
     try:
         channel = await uncertain.look_up(
             call, leg.channel_id, lambda: call.ari.get_channel(leg.channel_id)
         )
     except AriUnavailable:
-        return
+        return None
     if channel is None:
         leg.gone_for_good(call.now())
-        return
+        return None
     leg.confirmed_at = call.now()
     leg.protocol_id = channel.protocol_id
+    return channel
 
 
 async def poll(call: Call, legs: list[Leg]) -> None:
