@@ -30,6 +30,7 @@ import asyncpg
 import pytest
 
 from ari_simulator import RequestRecord, Script, Simulator, SimulatorConfig
+from stasis_app.callflow import timing
 from tests.conftest import PASSWORDS, REALM, ServiceFactory, ha1
 from tests.test_callflow import final_row, insert, originates
 
@@ -38,13 +39,18 @@ REQUESTS = 2000
 DEST = "12345"
 TALK_MS = 2000  # the destination hangs up after this much talk (the user never does)
 LEASE = 5  # TWOWAY_LEASE_SECONDS: a lost instance's calls have ended by the time it runs out
-BRIDGED_TALK_MS = 5000
+MAX_CALL_DURATION = 2  # TWOWAY_MAX_CALL_DURATION where the destination never hangs up
 FINAL = ("completed", "failed", "cancelled")
 LIVE = ("calling", "connecting", "bridged")
 ARI_PASSWORD = "ari-secret-pw"
 LEG_A = re.compile(r"[a-z0-9]+-(?P<request>\d+)-(?P<attempt>\d+)a")
 
-pytestmark = pytest.mark.timeout(150)
+# Every row is final within: its own lease (a lost instance's rows), one resolution of an ARI
+# request without an answer (timing.RESOLVE), both legs' ring timeouts (30 s) with the guard,
+# the talk, and a minute for 2,000 calls through 4 processes on a busy 2-core machine.
+FINAL_BOUND = LEASE + timing.RESOLVE + 2 * (30 + timing.GUARD) + TALK_MS / 1000 + 60
+
+pytestmark = pytest.mark.timeout(int(2 * FINAL_BOUND))
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -168,10 +174,10 @@ async def bounded(
         await asyncio.sleep(interval)
 
 
-async def start_all(group: Instances, sim: Simulator) -> None:
+async def start_all(group: Instances, sim: Simulator, **env: str) -> None:
     """All instances up: connected to ARI and resynced (each lists the channels once)."""
     for index in range(1, INSTANCES + 1):
-        await group.start(index)
+        await group.start(index, **env)
 
     def up() -> bool:
         resyncs = sum(1 for r in sim.requests if r.method == "GET" and r.path == "/channels")
@@ -242,13 +248,14 @@ async def test_four_instances_2000_requests_each_dialled_once(
     pool: asyncpg.Pool, asterisk: Simulator, instances: Instances
 ) -> None:
     sim = asterisk
-    # Long enough for every call to be bridged before the destination hangs up, at full load.
-    sim.script(DEST, Script(action="answer", hangup_after_ms=BRIDGED_TALK_MS))
+    # The destination never hangs up: every call is bridged, however loaded the machine, and
+    # ended by TWOWAY_MAX_CALL_DURATION counted from the bridging (no timer races it).
+    sim.script(DEST, Script(action="answer"))
     started = time.monotonic()
-    await start_all(instances, sim)
+    await start_all(instances, sim, TWOWAY_MAX_CALL_DURATION=str(MAX_CALL_DURATION))
     ids = await insert_requests(pool)
     inserted = time.monotonic()
-    await bounded(lambda: all_final(pool), 90, f"all {REQUESTS} requests final")
+    await bounded(lambda: all_final(pool), FINAL_BOUND, f"all {REQUESTS} requests final")
     print(
         f"\n{INSTANCES} instances up in {inserted - started:.1f} s; {REQUESTS} requests"
         f" final {time.monotonic() - inserted:.1f} s after the insert;"
@@ -305,7 +312,10 @@ async def test_one_instance_killed_mid_run(
         return bool(row["final"] and row["bridged"] and row["dialling"])
 
     await bounded(
-        mid_run, 60, "calls done, the victim with calls bridged and dialling", interval=0.05
+        mid_run,
+        FINAL_BOUND,
+        "calls done, the victim with calls bridged and dialling",
+        interval=0.05,
     )
     await instances.kill(victim)
     killed = time.monotonic()
@@ -322,7 +332,7 @@ async def test_one_instance_killed_mid_run(
         dict(Counter(lost.values())),
     )
 
-    await bounded(lambda: all_final(pool), 90, f"all {REQUESTS} requests final")
+    await bounded(lambda: all_final(pool), FINAL_BOUND, f"all {REQUESTS} requests final")
     print(f"all final {time.monotonic() - killed:.1f} s after the kill")
     assert instances.running() == [i for i in range(1, INSTANCES + 1) if i != victim]
 
