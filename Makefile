@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv demo test lint typecheck pytest test-embedded test-asterisk bench bench-asterisk clean
+.PHONY: venv demo test lint typecheck pytest test-embedded test-asterisk bench bench-asterisk chaos clean
 
 $(BIN)/twoway-callback: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test-asterisk: venv
 	done
 
 test: lint typecheck pytest
+
+# The chaos test of `make test` at twice its size: 4,000 requests, two waves of faults.
+chaos: venv
+	TWOWAY_CHAOS_SCALE=2 $(BIN)/pytest -q -rs -s tests/test_chaos.py
 
 bench: venv
 	$(BIN)/python -m bench

@@ -175,13 +175,15 @@ async def test_originate_that_created_nothing_spends_no_attempt(h: CallHarness) 
     nothing_left(h)
 
 
+def fail_leg_b(h: CallHarness, row: FakeRow, times: int) -> None:
+    """Leg B's originate answered 500 (nothing created) ``times`` times."""
+    error = AriUnavailable("Internal Server Error", status=500, method="POST")
+    h.ari.fail("originate", error, target=h.channel(row, B), times=times)
+
+
 async def test_leg_b_originate_5xx_is_not_the_destinations_fault(h: CallHarness) -> None:
     row = h.start()
-    h.ari.fail(
-        "originate",
-        AriUnavailable("Internal Server Error", status=500, method="POST"),
-        target=h.channel(row, B),
-    )
+    fail_leg_b(h, row, times=1)
     await h.answered(row, A)
     b = h.channel(row, B)
     # Looked up (Asterisk has no such channel), then placed again: the user hears ringback.
@@ -197,12 +199,7 @@ async def test_leg_b_originate_5xx_is_not_the_destinations_fault(h: CallHarness)
 
 async def test_leg_b_never_placed_is_not_the_destinations_fault(h: CallHarness) -> None:
     row = h.start()
-    h.ari.fail(
-        "originate",
-        AriUnavailable("Internal Server Error", status=500, method="POST"),
-        target=h.channel(row, B),
-        times=1000,
-    )
+    fail_leg_b(h, row, times=1000)
     await h.answered(row, A)
     await h.done(row, timeout=WAIT + timing.RESOLVE)
     assert row.result != Result.DESTINATION_FAILED

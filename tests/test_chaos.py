@@ -16,16 +16,15 @@ import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from ari_simulator import Chaos, RequestRecord, Script, Simulator, SimulatorConfig
+from ari_simulator import Chaos, RequestRecord, Simulator
 from stasis_app.callflow import timing
-from tests.conftest import PASSWORDS, REALM, ha1
+from tests import test_many_instances as many_instances
+from tests.conftest import ha1
 from tests.test_many_instances import (
-    ARI_PASSWORD,
     DEST,
     FINAL,
     LEG_A,
@@ -33,6 +32,7 @@ from tests.test_many_instances import (
     Instances,
     app,
     bounded,
+    simulated_asterisk,
 )
 
 SCALE = int(os.environ.get("TWOWAY_CHAOS_SCALE", "1"))
@@ -66,30 +66,11 @@ pytestmark = pytest.mark.timeout(int(BOUND) + 120)
 
 @pytest.fixture
 async def asterisk() -> AsyncIterator[Simulator]:
-    sim = Simulator(
-        SimulatorConfig(
-            user="twoway",
-            password=ARI_PASSWORD,
-            realm=REALM,
-            accounts=dict(PASSWORDS),
-            default_script=Script(action="answer"),
-            keep_ended=50_000 * SCALE,
-            keep_requests=1_000_000 * SCALE,
-        )
-    )
-    sim.script(DEST, Script(action="answer", hangup_after_ms=TALK_MS))
-    await sim.start(host="127.0.0.1", port=0)
-    yield sim
-    await sim.stop()
+    async with simulated_asterisk(TALK_MS, SCALE) as sim:
+        yield sim
 
 
-@pytest.fixture
-async def instances(db_url: str, asterisk: Simulator, tmp_path: Path) -> AsyncIterator[Instances]:
-    group = Instances(db_url, asterisk, tmp_path)
-    try:
-        yield group
-    finally:
-        await group.close()
+instances = many_instances.instances  # the same processes fixture
 
 
 async def counts(pool: asyncpg.Pool) -> asyncpg.Record:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -203,19 +204,9 @@ async def test_kill_9_and_immediate_restart_with_default_settings(
     started = loop.time()
     processes.append(await spawn(db_url, sim, **env))
 
-    async def resolved() -> bool:
-        rows = await pool.fetch(
-            "SELECT id, status, claimed_at FROM callback_requests WHERE id = ANY($1::bigint[])",
-            bridged + ringing,
-        )
-        return all(
-            (r["status"] == "bridged" and r["claimed_at"] > restarted_at)
-            if r["id"] in bridged
-            else r["status"] in ("pending", "failed")
-            for r in rows
-        )
-
-    await until(resolved, timeout=lease / 4)  # far below the lease: not waited out
+    await until(
+        lambda: resolved(pool, bridged, ringing, restarted_at), timeout=lease / 4
+    )  # far below the lease: not waited out
     print(f"\nkill -9 + restart: every live row resolved {loop.time() - started:.1f} s after")
     for rid in ringing:  # hung up, back to the queue for a later attempt
         row = await row_of(pool, rid)
@@ -225,3 +216,20 @@ async def test_kill_9_and_immediate_restart_with_default_settings(
         assert {f"twoway-{rid}-1a", f"twoway-{rid}-1b"} <= set(sim.channels)
     leg_a = [o.query["channelId"] for o in originates(sim) if o.query["channelId"].endswith("a")]
     assert sorted(leg_a) == sorted(f"twoway-{rid}-1a" for rid in bridged + ringing)
+
+
+async def resolved(
+    pool: asyncpg.Pool, bridged: list[int], ringing: list[int], restarted_at: datetime
+) -> bool:
+    """The calls a restart found live are resolved: the bridged ones adopted (claimed again
+    since the restart), the ringing ones hung up and back in the queue."""
+    rows = await pool.fetch(
+        "SELECT id, status, claimed_at FROM callback_requests WHERE id = ANY($1::bigint[])",
+        bridged + ringing,
+    )
+    return all(
+        (r["status"] == "bridged" and r["claimed_at"] > restarted_at)
+        if r["id"] in bridged
+        else r["status"] == "pending"
+        for r in rows
+    )

@@ -56,9 +56,9 @@ pytestmark = pytest.mark.timeout(int(2 * FINAL_BOUND))
 # --- fixtures ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def asterisk() -> AsyncIterator[Simulator]:
-    """Answers both legs at once; the destination hangs up after a short talk. The logs are
+@contextlib.asynccontextmanager
+async def simulated_asterisk(talk_ms: int, scale: int = 1) -> AsyncIterator[Simulator]:
+    """Answers both legs at once; the destination hangs up after ``talk_ms``. The logs are
     sized for the whole run (every originate must stay in the request log)."""
     sim = Simulator(
         SimulatorConfig(
@@ -67,14 +67,22 @@ async def asterisk() -> AsyncIterator[Simulator]:
             realm=REALM,
             accounts=dict(PASSWORDS),
             default_script=Script(action="answer"),
-            keep_ended=50_000,
-            keep_requests=500_000,
+            keep_ended=50_000 * scale,
+            keep_requests=1_000_000 * scale,
         )
     )
-    sim.script(DEST, Script(action="answer", hangup_after_ms=TALK_MS))
+    sim.script(DEST, Script(action="answer", hangup_after_ms=talk_ms))
     await sim.start(host="127.0.0.1", port=0)
-    yield sim
-    await sim.stop()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+@pytest.fixture
+async def asterisk() -> AsyncIterator[Simulator]:
+    async with simulated_asterisk(TALK_MS) as sim:
+        yield sim
 
 
 def app(index: int) -> str:

@@ -75,13 +75,7 @@ def _bridge_failed(call: Call, exc: AriError) -> Outcome:
     tried again while attempts are left."""
     reason = f"bridge failed: {exc}"
     if isinstance(exc, AriUnavailable):
-        return outcomes.retry_or_fail(
-            Result.ERROR,
-            reason,
-            retry=True,
-            attempts=call.attempts,
-            max_attempts=call.max_attempts,
-        )
+        return outcomes.our_side(reason, attempts=call.attempts, max_attempts=call.max_attempts)
     return Outcome(status=Status.FAILED, result=Result.ERROR, reason=reason)
 
 

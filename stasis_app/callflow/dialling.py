@@ -94,35 +94,17 @@ class Dialler:
         leg = await self._place_b(plan, channel_id, twoway_call_id)
         if isinstance(leg, Unplaced):
             if leg.nothing_created:  # our side failed, not the destination: try again later
-                return outcomes.retry_or_fail(
-                    Result.ERROR,
-                    f"leg B {leg.reason}",
-                    retry=True,
-                    attempts=call.attempts,
-                    max_attempts=call.max_attempts,
-                )
+                return self._our_fault(f"leg B {leg.reason}")
             return self._failed(LegName.B, LegFailure.FAILED, leg.reason)
         try:
             failure = await self._await_answer(leg, hangup_watch=leg_a)
         except UserHangup:
             metrics.LEG_OUTCOMES.labels(LegName.B, "cancelled").inc()
             if leg_a.vanished:  # nobody hung up: Asterisk went away (a restart)
-                return outcomes.retry_or_fail(
-                    Result.ERROR,
-                    outcomes.LOST_REASON,
-                    retry=True,
-                    attempts=call.attempts,
-                    max_attempts=call.max_attempts,
-                )
+                return self._our_fault(outcomes.LOST_REASON)
             return outcomes.USER_HANGUP
         if failure is not None and leg.vanished:  # Asterisk lost it, not the destination
-            return outcomes.retry_or_fail(
-                Result.ERROR,
-                outcomes.LOST_REASON,
-                retry=True,
-                attempts=call.attempts,
-                max_attempts=call.max_attempts,
-            )
+            return self._our_fault(outcomes.LOST_REASON)
         return None if failure is None else self._failed(LegName.B, *failure)
 
     async def _place_b(self, plan: CallPlan, channel_id: str, call_id: str) -> Leg | Unplaced:
@@ -139,6 +121,11 @@ class Dialler:
             if call.now() >= deadline or call.legs[LegName.A].gone:
                 return leg
             await call.inbox.next(call.now() + timing.RESOLVE_FIRST)  # a cancel stops it
+
+    def _our_fault(self, reason: str) -> Outcome:
+        """Leg B failed on our side (Asterisk, ARI): tried again while attempts are left."""
+        call = self._call
+        return outcomes.our_side(reason, attempts=call.attempts, max_attempts=call.max_attempts)
 
     def _failed(self, name: LegName, failure: LegFailure, reason: str) -> Outcome:
         metrics.LEG_OUTCOMES.labels(name, failure.value).inc()

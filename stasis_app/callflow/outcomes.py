@@ -32,6 +32,14 @@ def retry_or_fail(
     return Outcome(status=status, result=result, reason=reason)
 
 
+def our_side(reason: str, *, attempts: int, max_attempts: int) -> Outcome:
+    """Failed on our side (Asterisk, ARI), not the user's or the destination's: tried again
+    while attempts are left."""
+    return retry_or_fail(
+        Result.ERROR, reason, retry=True, attempts=attempts, max_attempts=max_attempts
+    )
+
+
 def leg_failed(
     leg: LegName,
     failure: LegFailure,

@@ -21,6 +21,7 @@ from tests.integration.calls import (
 from tests.integration.service import ServiceProcess
 from tests.integration.softswitch import Line, Softswitch
 from tests.test_callflow import final_row, insert, row_of, until
+from tests.test_crash import resolved
 
 pytestmark = pytest.mark.asterisk
 
@@ -133,20 +134,10 @@ async def test_kill_9_and_immediate_restart_with_default_settings(
     started = time.monotonic()
     await start_service(service, **default_id)
 
-    async def resolved() -> bool:
-        rows = await pool.fetch(
-            "SELECT id, status, claimed_at FROM callback_requests WHERE id = ANY($1::bigint[])",
-            bridged + ringing,
-        )
-        return all(
-            (r["status"] == "bridged" and r["claimed_at"] > restarted_at)
-            if r["id"] in bridged
-            else r["status"] == "pending"
-            for r in rows
-        )
-
     lease = Settings().lease_seconds
-    await until(resolved, lease / 4)  # far below the 120 s lease: it was not waited out
+    await until(
+        lambda: resolved(pool, bridged, ringing, restarted_at), lease / 4
+    )  # far below the 120 s lease: it was not waited out
     print(
         f"\nreal Asterisk: kill -9 + restart resolved every live row in"
         f" {time.monotonic() - started:.1f} s (process start included)"
