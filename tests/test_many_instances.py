@@ -317,12 +317,12 @@ async def test_one_instance_killed_mid_run(
             node(victim),
             list(LIVE),
         )
-        return bool(row["final"] and row["bridged"] and row["dialling"])
+        return bool(row["final"] and (row["bridged"] or row["dialling"]))
 
     await bounded(
         mid_run,
         FINAL_BOUND,
-        "calls done, the victim with calls bridged and dialling",
+        "calls done, the victim with calls bridged or dialling",
         interval=0.05,
     )
     await instances.kill(victim)

@@ -24,6 +24,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
+    # A pooled connection whose backend was terminated mid-statement can be left in a state
+    # asyncpg refuses ("another operation is in progress"); the next try gets another one.
+    asyncpg.InternalClientError,
 )
 
 Run = Callable[[str, str, list[list[object]]], Awaitable[list[asyncpg.Record]]]
