@@ -28,7 +28,7 @@ import aiohttp
 import asyncpg
 
 from bench.harness import HA1, load, percentile
-from stasis_app.ari.rest import basic_auth_header
+from stasis_app.ari.http import basic_auth_header
 from tests.integration.asterisk import HOW_TO_GET, Asterisk, find_binary
 from tests.integration.service import ServiceProcess
 from tests.integration.softswitch import SIPP_HOW_TO_GET, Line, Softswitch, find_sipp

@@ -28,7 +28,7 @@ from stasis_app.ari import (
     Channel,
 )
 from stasis_app.ari.errors import error_for_status
-from stasis_app.ari.rest import normalise_base_url
+from stasis_app.ari.http import normalise_base_url
 from stasis_app.config import Settings
 from stasis_app.errors import ConfigError, TwowayError
 

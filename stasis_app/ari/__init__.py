@@ -21,7 +21,8 @@ import aiohttp
 
 from stasis_app.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
 from stasis_app.ari.events import ALL_EVENTS, CALL_EVENTS, parse_event
-from stasis_app.ari.rest import AriRest, Observer, normalise_base_url
+from stasis_app.ari.http import normalise_base_url
+from stasis_app.ari.rest import AriRest, Observer
 from stasis_app.ari.stream import EventStream
 from stasis_app.config import Settings
 from stasis_app.domain.channels import (

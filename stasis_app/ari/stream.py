@@ -22,7 +22,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from stasis_app.ari.events import ALL_EVENTS, parse_event
-from stasis_app.ari.rest import basic_auth_header, describe_transport_error, normalise_base_url
+from stasis_app.ari.http import basic_auth_header, describe_transport_error, normalise_base_url
 from stasis_app.backoff import Backoff
 from stasis_app.domain.channels import Event
 
