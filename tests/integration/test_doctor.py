@@ -102,6 +102,12 @@ def test_no_memory_wizard_is_the_fail_line_with_its_fix(
         code, findings, text = doctor(service)
     finally:
         server.stop()
+    if server.version[0] == 16:
+        # Measured on 16.30.1: without the memory lines its res_pjsip still creates dynamic
+        # objects through ARI, so doctor's probe (a real create + delete) rightly passes.
+        assert code == 0, text
+        assert findings["memory wizard"]["level"] == "ok"
+        return
     assert code == 1, text
     assert [n for n, f in findings.items() if f["level"] == "fail"] == ["memory wizard"]
     wizard = findings["memory wizard"]
